@@ -1,0 +1,575 @@
+//! Configuration: embedded defaults (`config/default.toml`) → config files → environment
+//! (`PUSHD__SECTION__KEY=value`), then validation that collects **every** problem with its key
+//! path before anything runs, and conversion into typed [`Settings`]. Runtime code only sees
+//! `Settings`.
+
+pub mod raw;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{CredentialName, MultiDevicePolicy, PushMode, TemplateName, VendorKind};
+use crate::policy::PolicyConfig;
+use crate::provider::actor::{ProviderSettings, TransportSettings};
+use crate::provider::apns::{Apns, ApnsAuth, ApnsConfig};
+use crate::provider::fcm::{Fcm, FcmConfig, ServiceAccount};
+use crate::provider::retry::RetryPolicy;
+use crate::provider::Vendor;
+use crate::render::{RenderTexts, TemplateConfig, Templates};
+use raw::{RawConfig, RawCredential};
+
+/// The embedded defaults; every key is documented there.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+/// The demo overlay: mock vendors on loopback.
+pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
+
+/// Why the configuration was refused: every problem, each naming its key path.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .problems.join("\n  "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn one(p: impl Into<String>) -> Self {
+        Self { problems: vec![p.into()] }
+    }
+}
+
+/// Listener addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listen {
+    pub gateway: SocketAddr,
+    pub operator: SocketAddr,
+}
+
+/// Gateway API limits and keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiSettings {
+    pub keys: Vec<String>,
+    pub admin_keys: Vec<String>,
+    pub max_body_bytes: usize,
+    pub max_message_batch: usize,
+    pub max_presence_batch: usize,
+    pub max_recipients: usize,
+}
+
+/// Session behaviour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSettings {
+    pub arbiters: usize,
+    pub idle_passivate: Duration,
+    pub mailbox_capacity: usize,
+    pub trace_per_user: usize,
+    pub ack_timeout: Duration,
+    pub default_template: TemplateName,
+}
+
+/// One configured credential, ready to start.
+#[derive(Clone)]
+pub struct CredentialSettings {
+    pub name: CredentialName,
+    pub vendor: Arc<dyn Vendor>,
+    pub provider: ProviderSettings,
+}
+
+impl std::fmt::Debug for CredentialSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialSettings")
+            .field("name", &self.name)
+            .field("vendor", &self.vendor.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub log: String,
+    pub listen: Listen,
+    pub api: ApiSettings,
+    pub policy: PolicyConfig,
+    pub sessions: SessionSettings,
+    pub render: RenderTexts,
+    pub templates: BTreeMap<String, TemplateConfig>,
+    pub credentials: Vec<CredentialSettings>,
+}
+
+/// Layers TOML documents and the environment into one raw config.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    doc: toml::Table,
+}
+
+impl Default for Loader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Loader {
+    /// Starts from the embedded defaults.
+    pub fn new() -> Self {
+        // Invariant: the embedded defaults parse; a unit test checks it.
+        let doc = toml::from_str(DEFAULT_TOML).expect("embedded default.toml parses");
+        Self { doc }
+    }
+
+    /// Overlays one TOML document (`origin` names it in errors).
+    pub fn layer_str(mut self, origin: &str, text: &str) -> Result<Self, ConfigError> {
+        let layer: toml::Table = toml::from_str(text).map_err(|e| ConfigError::one(format!("{origin}: {e}")))?;
+        merge(&mut self.doc, layer);
+        Ok(self)
+    }
+
+    /// Overlays a TOML file.
+    pub fn layer_file(self, path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(format!("{}: {e}", path.display())))?;
+        self.layer_str(&path.display().to_string(), &text)
+    }
+
+    /// Overlays `PUSHD__A__B=value` variables from `env` (passed in, so tests never touch the
+    /// process environment). Values are read as TOML (`5`, `true`, `["a"]`), else as strings.
+    pub fn layer_env(mut self, env: &HashMap<String, String>) -> Self {
+        let mut keys: Vec<_> = env.keys().filter(|k| k.starts_with("PUSHD__")).collect();
+        keys.sort();
+        for key in keys {
+            let path: Vec<String> = key["PUSHD__".len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
+            let raw = &env[key];
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.clone()));
+            set_path(&mut self.doc, &path, value);
+        }
+        self
+    }
+
+    /// Sets one key path (used by CLI flags).
+    pub fn set(mut self, path: &[&str], value: toml::Value) -> Self {
+        let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        set_path(&mut self.doc, &path, value);
+        self
+    }
+
+    /// The merged raw config, before validation.
+    pub fn raw(&self) -> Result<RawConfig, ConfigError> {
+        toml::Value::Table(self.doc.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::one(e.to_string().trim().to_owned()))
+    }
+
+    /// Validates everything and builds [`Settings`].
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        validate(self.raw()?)
+    }
+}
+
+fn merge(base: &mut toml::Table, layer: toml::Table) {
+    for (k, v) in layer {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(l)) => merge(b, l),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn set_path(doc: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut t = doc;
+    for p in parents {
+        let entry = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        // Invariant: made a table just above.
+        t = entry.as_table_mut().expect("table");
+    }
+    t.insert(last.clone(), value);
+}
+
+/// Collects problems with their key paths.
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, key: impl AsRef<str>, what: impl AsRef<str>) {
+        self.0.push(format!("{}: {}", key.as_ref(), what.as_ref()));
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
+    let mut p = Problems(Vec::new());
+    let data_dir = PathBuf::from(&raw.data_dir);
+
+    let addr = |key: &str, v: &str, p: &mut Problems| match SocketAddr::from_str(v) {
+        Ok(a) => a,
+        Err(_) => {
+            p.add(key, format!("{v:?} is not an address like 127.0.0.1:8080"));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+    };
+    let listen = Listen {
+        gateway: addr("listen.gateway", &raw.listen.gateway, &mut p),
+        operator: addr("listen.operator", &raw.listen.operator, &mut p),
+    };
+
+    if raw.api.keys.is_empty() {
+        p.add("api.keys", "at least one gateway API key is required");
+    }
+    for (i, k) in raw.api.keys.iter().chain(&raw.api.admin_keys).enumerate() {
+        if k.len() < 8 || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            p.add(format!("api.keys[{i}]"), "keys are at least 8 printable characters without spaces");
+        }
+    }
+    for (key, v) in [
+        ("api.max_body_bytes", raw.api.max_body_bytes),
+        ("api.max_message_batch", raw.api.max_message_batch),
+        ("api.max_presence_batch", raw.api.max_presence_batch),
+        ("api.max_recipients", raw.api.max_recipients),
+        ("sessions.arbiters", raw.sessions.arbiters),
+        ("sessions.mailbox_capacity", raw.sessions.mailbox_capacity),
+        ("sessions.trace_per_user", raw.sessions.trace_per_user),
+    ] {
+        if v == 0 {
+            p.add(key, "must be greater than 0");
+        }
+    }
+
+    let multi_device = MultiDevicePolicy::from_str(&raw.policy.multi_device).unwrap_or_else(|_| {
+        p.add("policy.multi_device", "expected \"all_offline\" or \"any_offline\"");
+        MultiDevicePolicy::AllOffline
+    });
+    let default_push_mode = PushMode::from_str(&raw.policy.default_push_mode).unwrap_or_else(|_| {
+        p.add("policy.default_push_mode", "expected \"all\", \"mentions\" or \"none\"");
+        PushMode::All
+    });
+    let default_template = match TemplateName::parse(&raw.policy.default_template) {
+        Ok(t) => t,
+        Err(e) => {
+            p.add("policy.default_template", e.to_string());
+            TemplateName::parse("default").expect("valid literal")
+        }
+    };
+    match Templates::new(raw.render.clone(), &raw.templates) {
+        Ok(t) if !t.contains(&default_template) => {
+            p.add("policy.default_template", format!("no template named {default_template:?}"))
+        }
+        Ok(_) => {}
+        Err(errors) => {
+            for e in errors {
+                p.add("templates", e.to_string());
+            }
+        }
+    }
+
+    let d = &raw.delivery;
+    if d.max_attempts == 0 {
+        p.add("delivery.max_attempts", "must be at least 1");
+    }
+    let retry = RetryPolicy {
+        max_attempts: d.max_attempts.max(1),
+        base: Duration::from_millis(d.backoff_base_ms),
+        max_backoff: Duration::from_millis(d.backoff_max_ms),
+        deadline: Duration::from_millis(d.deadline_ms),
+    };
+
+    let mut credentials = Vec::new();
+    for (name, c) in &raw.credentials {
+        if let Some(cred) = credential(name, c, &raw, retry, &data_dir, &mut p) {
+            credentials.push(cred);
+        }
+    }
+
+    if !p.0.is_empty() {
+        return Err(ConfigError { problems: p.0 });
+    }
+    Ok(Settings {
+        data_dir,
+        log: raw.log,
+        listen,
+        api: ApiSettings {
+            keys: raw.api.keys,
+            admin_keys: raw.api.admin_keys,
+            max_body_bytes: raw.api.max_body_bytes,
+            max_message_batch: raw.api.max_message_batch,
+            max_presence_batch: raw.api.max_presence_batch,
+            max_recipients: raw.api.max_recipients,
+        },
+        policy: PolicyConfig { multi_device, push_chatrooms: raw.policy.push_chatrooms, default_push_mode },
+        sessions: SessionSettings {
+            arbiters: raw.sessions.arbiters,
+            idle_passivate: Duration::from_millis(raw.sessions.idle_passivate_ms),
+            mailbox_capacity: raw.sessions.mailbox_capacity,
+            trace_per_user: raw.sessions.trace_per_user,
+            ack_timeout: Duration::from_millis(raw.policy.ack_timeout_ms),
+            default_template,
+        },
+        render: raw.render,
+        templates: raw.templates,
+        credentials,
+    })
+}
+
+/// Expands `{data_dir}` in a path.
+fn expand(path: &str, data_dir: &Path) -> PathBuf {
+    PathBuf::from(path.replace("{data_dir}", &data_dir.display().to_string()))
+}
+
+fn read_file(key: &str, path: &str, data_dir: &Path, p: &mut Problems) -> Option<String> {
+    let full = expand(path, data_dir);
+    match std::fs::read_to_string(&full) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            p.add(key, format!("{}: {e}", full.display()));
+            None
+        }
+    }
+}
+
+fn credential(
+    name: &str,
+    c: &RawCredential,
+    raw: &RawConfig,
+    retry: RetryPolicy,
+    data_dir: &Path,
+    p: &mut Problems,
+) -> Option<CredentialSettings> {
+    let key = |field: &str| format!("credentials.{name}.{field}");
+    let before = p.0.len();
+    let cred_name = CredentialName::parse(name).map_err(|e| p.add(format!("credentials.{name}"), e.to_string())).ok();
+    let vendor = VendorKind::from_str(&c.vendor).map_err(|_| {
+        p.add(key("vendor"), format!("unknown vendor {:?} (expected one of apns, fcm)", c.vendor))
+    });
+    let endpoint = |default: &str, p: &mut Problems| {
+        let s = c.endpoint.as_deref().unwrap_or(default);
+        url::Url::parse(s)
+            .ok()
+            .filter(|u| u.scheme() == "https" || u.scheme() == "http")
+            .or_else(|| {
+                p.add(key("endpoint"), format!("{s:?} is not an http(s) URL"));
+                None
+            })
+    };
+    let mut roots = Vec::new();
+    for (i, r) in c.extra_roots.iter().enumerate() {
+        if let Some(pem) = read_file(&key(&format!("extra_roots[{i}]")), r, data_dir, p) {
+            roots.push(pem);
+        }
+    }
+    let required = |field: &str, v: &Option<String>, p: &mut Problems| -> Option<String> {
+        match v {
+            Some(s) if !s.trim().is_empty() => Some(s.clone()),
+            _ => {
+                p.add(key(field), format!("required for vendor {}", c.vendor));
+                None
+            }
+        }
+    };
+    let forbid = |fields: &[(&str, bool)], p: &mut Problems| {
+        for (f, set) in fields {
+            if *set {
+                p.add(key(f), format!("does not apply to vendor {}", c.vendor));
+            }
+        }
+    };
+    let mut identity_pem = None;
+    let mut http2_only = false;
+    let vendor: Option<Arc<dyn Vendor>> = match vendor {
+        Ok(VendorKind::Apns) => {
+            forbid(
+                &[
+                    ("service_account_file", c.service_account_file.is_some()),
+                    ("token_uri", c.token_uri.is_some()),
+                    ("channel_id", c.channel_id.is_some()),
+                ],
+                p,
+            );
+            http2_only = true;
+            let default_host = match c.environment.as_deref() {
+                None | Some("production") => "https://api.push.apple.com",
+                Some("sandbox") => "https://api.sandbox.push.apple.com",
+                Some(other) => {
+                    p.add(key("environment"), format!("{other:?}: expected \"production\" or \"sandbox\""));
+                    "https://api.push.apple.com"
+                }
+            };
+            let endpoint = endpoint(default_host, p);
+            let topic = required("topic", &c.topic, p);
+            let auth = match (&c.key_file, &c.certificate_file) {
+                (Some(kf), None) => {
+                    let key_pem = read_file(&key("key_file"), kf, data_dir, p);
+                    let key_id = required("key_id", &c.key_id, p);
+                    let team_id = required("team_id", &c.team_id, p);
+                    match (key_pem, key_id, team_id) {
+                        (Some(key_pem), Some(key_id), Some(team_id)) => Some(ApnsAuth::Token { key_pem, key_id, team_id }),
+                        _ => None,
+                    }
+                }
+                (None, Some(cf)) => {
+                    identity_pem = read_file(&key("certificate_file"), cf, data_dir, p);
+                    identity_pem.as_ref().map(|_| ApnsAuth::Certificate)
+                }
+                _ => {
+                    p.add(key("key_file"), "set exactly one of key_file (token auth) or certificate_file");
+                    None
+                }
+            };
+            match (endpoint, topic, auth) {
+                (Some(endpoint), Some(topic), Some(auth)) => match Apns::new(ApnsConfig { endpoint, topic, auth }) {
+                    Ok(v) => Some(Arc::new(v)),
+                    Err(e) => {
+                        p.add(key("key_file"), e.to_string());
+                        None
+                    }
+                },
+                _ => None,
+            }
+        }
+        Ok(VendorKind::Fcm) => {
+            forbid(
+                &[
+                    ("topic", c.topic.is_some()),
+                    ("key_file", c.key_file.is_some()),
+                    ("key_id", c.key_id.is_some()),
+                    ("team_id", c.team_id.is_some()),
+                    ("certificate_file", c.certificate_file.is_some()),
+                    ("environment", c.environment.is_some()),
+                ],
+                p,
+            );
+            let endpoint = endpoint("https://fcm.googleapis.com", p);
+            let account = required("service_account_file", &c.service_account_file, p)
+                .and_then(|f| read_file(&key("service_account_file"), &f, data_dir, p))
+                .and_then(|json| {
+                    ServiceAccount::from_json(&json).map_err(|e| p.add(key("service_account_file"), e)).ok()
+                })
+                .map(|mut a| {
+                    if let Some(uri) = &c.token_uri {
+                        a.token_uri = uri.clone();
+                    }
+                    a
+                });
+            if let Some(a) = &account {
+                if url::Url::parse(&a.token_uri).is_err() {
+                    p.add(key("token_uri"), format!("{:?} is not a URL", a.token_uri));
+                }
+            }
+            match (endpoint, account) {
+                (Some(endpoint), Some(account)) => {
+                    match Fcm::new(FcmConfig { endpoint, account, channel_id: c.channel_id.clone() }) {
+                        Ok(v) => Some(Arc::new(v)),
+                        Err(e) => {
+                            p.add(key("service_account_file"), e.to_string());
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            }
+        }
+        Ok(other) => {
+            p.add(key("vendor"), format!("vendor {other} is not supported yet"));
+            None
+        }
+        Err(()) => None,
+    };
+
+    let d = &raw.delivery;
+    let nz = |field: &str, v: u32, p: &mut Problems| {
+        NonZeroU32::new(v).or_else(|| {
+            p.add(key(field), "must be greater than 0");
+            None
+        })
+    };
+    let rate = nz("rate_per_sec", c.rate_per_sec.unwrap_or(d.rate_per_sec), p);
+    let burst = nz("burst", c.burst.unwrap_or(d.burst), p);
+    if p.0.len() != before {
+        return None;
+    }
+    let (Some(name), Some(vendor), Some(rate_per_sec), Some(burst)) = (cred_name, vendor, rate, burst) else {
+        return None;
+    };
+    Some(CredentialSettings {
+        provider: ProviderSettings {
+            credential: name.clone(),
+            rate_per_sec,
+            burst,
+            max_in_flight: c.max_in_flight.unwrap_or(d.max_in_flight).max(1),
+            queue_capacity: c.queue_capacity.unwrap_or(d.queue_capacity).max(1),
+            request_timeout: Duration::from_millis(d.request_timeout_ms),
+            retry,
+            transport: TransportSettings { http2_only, extra_roots_pem: roots, identity_pem },
+        },
+        name,
+        vendor,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_parse_and_validate() {
+        let s = Loader::new().settings().unwrap();
+        assert_eq!(s.listen.gateway, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(s.sessions.ack_timeout, Duration::from_secs(10));
+        assert!(s.credentials.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_win_and_are_typed() {
+        let env = HashMap::from([
+            ("PUSHD__POLICY__ACK_TIMEOUT_MS".to_string(), "0".to_string()),
+            ("PUSHD__LISTEN__GATEWAY".to_string(), "127.0.0.1:18080".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+        ]);
+        let s = Loader::new().layer_env(&env).settings().unwrap();
+        assert_eq!(s.sessions.ack_timeout, Duration::ZERO);
+        assert_eq!(s.listen.gateway.port(), 18080);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key_path() {
+        let bad = r#"
+            [listen]
+            gateway = "nowhere"
+            [policy]
+            multi_device = "sometimes"
+            [credentials.ios]
+            vendor = "apns"
+            endpoint = "ftp://x"
+            [credentials.android]
+            vendor = "fcm"
+            topic = "com.x"
+        "#;
+        let err = Loader::new().layer_str("test", bad).unwrap().settings().unwrap_err();
+        let all = err.problems.join("\n");
+        for needle in [
+            "listen.gateway",
+            "policy.multi_device",
+            "credentials.ios.endpoint",
+            "credentials.ios.topic",
+            "credentials.ios.key_file",
+            "credentials.android.topic: does not apply",
+            "credentials.android.service_account_file: required",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Loader::new().layer_str("t", "[policy]\nack_timeout = 5").unwrap().settings().unwrap_err();
+        assert!(err.problems[0].contains("ack_timeout"), "{err}");
+    }
+}

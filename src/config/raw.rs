@@ -1,0 +1,115 @@
+//! The config file as written: serde structs mirroring `config/default.toml`, with
+//! `deny_unknown_fields` so a typo is an error, not a silently ignored key.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::render::{RenderTexts, TemplateConfig};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub data_dir: String,
+    pub log: String,
+    pub listen: RawListen,
+    pub api: RawApi,
+    pub policy: RawPolicy,
+    pub sessions: RawSessions,
+    pub delivery: RawDelivery,
+    #[serde(default)]
+    pub render: RenderTexts,
+    #[serde(default)]
+    pub templates: BTreeMap<String, TemplateConfig>,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, RawCredential>,
+}
+
+/// `[listen]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub gateway: String,
+    pub operator: String,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub keys: Vec<String>,
+    pub admin_keys: Vec<String>,
+    pub max_body_bytes: usize,
+    pub max_message_batch: usize,
+    pub max_presence_batch: usize,
+    pub max_recipients: usize,
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub multi_device: String,
+    pub push_chatrooms: bool,
+    pub ack_timeout_ms: u64,
+    pub default_push_mode: String,
+    pub default_template: String,
+}
+
+/// `[sessions]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    pub arbiters: usize,
+    pub idle_passivate_ms: u64,
+    pub mailbox_capacity: usize,
+    pub trace_per_user: usize,
+}
+
+/// `[delivery]`: defaults for every credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub deadline_ms: u64,
+    pub request_timeout_ms: u64,
+    pub rate_per_sec: u32,
+    pub burst: u32,
+    pub max_in_flight: usize,
+    pub queue_capacity: usize,
+}
+
+/// `[credentials.<name>]`: one flat table; which fields apply depends on `vendor`, and
+/// validation names any field that is missing or does not belong.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredential {
+    pub vendor: String,
+    /// Base URL of the vendor API; default: the vendor's production host.
+    pub endpoint: Option<String>,
+    /// PEM files of extra trust roots (e.g. the mock vendors' CA). `{data_dir}` is expanded.
+    #[serde(default)]
+    pub extra_roots: Vec<String>,
+    pub rate_per_sec: Option<u32>,
+    pub burst: Option<u32>,
+    pub max_in_flight: Option<usize>,
+    pub queue_capacity: Option<usize>,
+    // APNs
+    /// `production` (default) or `sandbox`: picks the default endpoint.
+    pub environment: Option<String>,
+    pub topic: Option<String>,
+    /// `.p8` key file (token auth).
+    pub key_file: Option<String>,
+    pub key_id: Option<String>,
+    pub team_id: Option<String>,
+    /// PEM certificate + key file (certificate auth), instead of `key_file`.
+    pub certificate_file: Option<String>,
+    // FCM
+    pub service_account_file: Option<String>,
+    /// Overrides the service account's `token_uri`.
+    pub token_uri: Option<String>,
+    pub channel_id: Option<String>,
+}

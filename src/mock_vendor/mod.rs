@@ -1,0 +1,1 @@
+//! Loopback mock vendors.

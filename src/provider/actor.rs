@@ -1,0 +1,431 @@
+//! The shared delivery layer: one [`ProviderActor`] per credential.
+//!
+//! Messages it accepts:
+//! - [`Deliver`]: send one rendered push to one or more tokens of this credential.
+//!
+//! Each push runs as a spawned future on the actor's arbiter (many in flight at once, never
+//! awaited one by one in the mailbox). Every attempt goes through the same steps, in order:
+//! take a rate-limit token → take an in-flight permit → get auth from the cache → build the
+//! request ([`Vendor::request`]) → send with a per-attempt timeout → [`Vendor::classify`] →
+//! record metrics. Between attempts it waits the larger of the jittered backoff and the
+//! vendor's Retry-After, and stops at `max_attempts` or the deadline. A rejected cached auth
+//! token is refreshed once. The final outcome of each token goes to the [`ReportSink`].
+//!
+//! The HTTP/2 stream limit the vendor advertises (APNs lowers it to 1 after rejections) is
+//! honoured below this layer: the h2 client never opens more streams than the peer allows and
+//! queues the rest, so the effective in-flight count is `min(max_in_flight, peer limit)`.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Semaphore;
+
+use super::auth_cache::AuthCache;
+use super::retry::RetryPolicy;
+use super::{AuthPlan, AuthToken, Outcome, Vendor, VendorPush, VendorRequest};
+use crate::clock::SharedClock;
+use crate::metrics as m;
+use crate::model::{CredentialName, DeviceId, MessageId, Timestamp, Token, UserId, VendorKind};
+
+/// One device a push goes to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub user: UserId,
+    pub device: DeviceId,
+    pub token: Token,
+    pub message_id: MessageId,
+}
+
+/// A rendered push and the devices (all on this credential) that get it.
+#[derive(Debug, Clone)]
+pub struct PushJob {
+    pub push: Arc<VendorPush>,
+    pub targets: Vec<Target>,
+    /// When pushd accepted the message (end-to-end latency).
+    pub accepted_at: Timestamp,
+}
+
+/// One vendor request made for a target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub at: Timestamp,
+    /// HTTP status, `None` for a transport failure.
+    pub status: Option<u16>,
+    pub outcome: &'static str,
+    pub reason: &'static str,
+}
+
+/// The final word on one target.
+#[derive(Debug, Clone)]
+pub struct DeliveryReport {
+    pub target: Target,
+    pub credential: CredentialName,
+    pub vendor: VendorKind,
+    pub attempts: Vec<Attempt>,
+    pub outcome: Outcome,
+}
+
+/// Where final outcomes go (the session registry routes them to the user's session).
+pub type ReportSink = Arc<dyn Fn(DeliveryReport) + Send + Sync>;
+
+/// How to reach the vendor.
+#[derive(Debug, Clone, Default)]
+pub struct TransportSettings {
+    /// Speak HTTP/2 only (ALPN `h2`), as APNs requires.
+    pub http2_only: bool,
+    /// Extra trust roots (PEM), e.g. the mock vendors' CA.
+    pub extra_roots_pem: Vec<String>,
+    /// Client certificate and key (PEM), for APNs certificate auth.
+    pub identity_pem: Option<String>,
+}
+
+/// Limits of one credential.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    pub credential: CredentialName,
+    /// Requests per second (retries and auth calls excluded from nothing: every send counts).
+    pub rate_per_sec: NonZeroU32,
+    pub burst: NonZeroU32,
+    /// Requests in flight at once (further capped by the vendor's HTTP/2 stream limit).
+    pub max_in_flight: usize,
+    /// Pushes accepted by this provider but not finished; beyond it `deliver` answers Busy.
+    pub queue_capacity: usize,
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+    pub transport: TransportSettings,
+}
+
+/// The provider cannot take more work now; the caller keeps the push and tries later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("provider queue is full")]
+pub struct Busy;
+
+/// A transport could not be built from the credential's settings.
+#[derive(Debug, thiserror::Error)]
+#[error("credential {credential}: {what}")]
+pub struct TransportError {
+    pub credential: String,
+    pub what: String,
+}
+
+struct Shared {
+    settings: ProviderSettings,
+    vendor: Arc<dyn Vendor>,
+    client: reqwest::Client,
+    limiter: DefaultDirectRateLimiter,
+    permits: Semaphore,
+    auth: AuthCache,
+    clock: SharedClock,
+    sink: ReportSink,
+    queued: AtomicUsize,
+}
+
+/// The actor owning one credential's delivery.
+pub struct ProviderActor {
+    shared: Arc<Shared>,
+}
+
+/// Send a rendered push to tokens of this credential.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub PushJob);
+
+impl Actor for ProviderActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // The handle checks `queue_capacity` before sending, so the mailbox never holds more.
+        ctx.set_mailbox_capacity(self.shared.settings.queue_capacity.max(1));
+    }
+}
+
+impl Handler<Deliver> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, Deliver(job): Deliver, _ctx: &mut Self::Context) {
+        let shared = self.shared.clone();
+        actix::spawn(async move {
+            shared.deliver(job).await;
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+/// A typed handle to a provider actor.
+#[derive(Clone)]
+pub struct ProviderHandle {
+    addr: Addr<ProviderActor>,
+    shared: Arc<Shared>,
+}
+
+impl ProviderHandle {
+    /// Starts the provider for one credential on the current arbiter.
+    pub fn start(
+        settings: ProviderSettings,
+        vendor: Arc<dyn Vendor>,
+        clock: SharedClock,
+        sink: ReportSink,
+    ) -> Result<Self, TransportError> {
+        let client = build_client(&settings)?;
+        let quota = Quota::per_second(settings.rate_per_sec).allow_burst(settings.burst);
+        let shared = Arc::new(Shared {
+            permits: Semaphore::new(settings.max_in_flight.max(1)),
+            limiter: RateLimiter::direct(quota),
+            auth: AuthCache::new(),
+            queued: AtomicUsize::new(0),
+            settings,
+            vendor,
+            client,
+            clock,
+            sink,
+        });
+        let addr = ProviderActor::start(ProviderActor { shared: shared.clone() });
+        Ok(Self { addr, shared })
+    }
+
+    /// The vendor this credential speaks.
+    pub fn vendor(&self) -> &Arc<dyn Vendor> {
+        &self.shared.vendor
+    }
+
+    /// Hands a push over; `Busy` when the credential already holds `queue_capacity` pushes.
+    pub fn deliver(&self, job: PushJob) -> Result<(), Busy> {
+        let cap = self.shared.settings.queue_capacity;
+        if self.shared.queued.fetch_add(1, Ordering::AcqRel) >= cap {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Busy);
+        }
+        self.addr.try_send(Deliver(job)).map_err(|_| {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            Busy
+        })
+    }
+
+    /// Pushes accepted and not yet finished.
+    pub fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::Acquire)
+    }
+}
+
+fn build_client(s: &ProviderSettings) -> Result<reqwest::Client, TransportError> {
+    let err = |what: String| TransportError { credential: s.credential.to_string(), what };
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        // Without TCP_NODELAY a quiet HTTP/2 connection waits ~40 ms per request (Nagle +
+        // delayed ACK); see docs/decisions.md.
+        .tcp_nodelay(true)
+        .pool_idle_timeout(None)
+        .http2_keep_alive_interval(Some(Duration::from_secs(60)))
+        .http2_keep_alive_while_idle(true)
+        .connect_timeout(Duration::from_secs(10));
+    if s.transport.http2_only {
+        b = b.http2_prior_knowledge();
+    }
+    for pem in &s.transport.extra_roots_pem {
+        let cert = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| err(format!("extra root: {e}")))?;
+        b = b.add_root_certificate(cert);
+    }
+    if let Some(pem) = &s.transport.identity_pem {
+        let id = reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| err(format!("client certificate: {e}")))?;
+        b = b.identity(id);
+    }
+    b.build().map_err(|e| err(format!("HTTP client: {e}")))
+}
+
+/// A target still being worked on, with its attempts so far.
+struct Pending {
+    target: Target,
+    attempts: Vec<Attempt>,
+}
+
+impl Shared {
+    async fn deliver(self: &Arc<Self>, job: PushJob) {
+        let batch = self.vendor.max_batch().max(1);
+        let mut targets = job.targets.into_iter();
+        loop {
+            let chunk: Vec<Pending> =
+                targets.by_ref().take(batch).map(|target| Pending { target, attempts: Vec::new() }).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            self.deliver_chunk(&job.push, chunk, job.accepted_at).await;
+        }
+    }
+
+    /// Runs attempts for one request's worth of targets until each has a final outcome.
+    async fn deliver_chunk(&self, push: &VendorPush, mut pending: Vec<Pending>, accepted_at: Timestamp) {
+        let started = tokio::time::Instant::now();
+        let mut attempt_no: u32 = 0;
+        let mut refreshed = false;
+        while !pending.is_empty() {
+            attempt_no += 1;
+            let (auth, outcomes, status) = self.attempt(push, &pending).await;
+            let at = self.clock.now();
+            let mut retry_after: Option<Duration> = None;
+            let mut again = Vec::new();
+            let mut refresh = false;
+            for (mut p, outcome) in pending.into_iter().zip(outcomes) {
+                p.attempts.push(Attempt { at, status, outcome: outcome.class(), reason: outcome.reason() });
+                match outcome {
+                    Outcome::Retry { after, reason } => {
+                        metrics::counter!(m::PUSH_RETRIES, "vendor" => self.vendor.kind().as_str(), "reason" => reason)
+                            .increment(1);
+                        retry_after = retry_after.max(after);
+                        again.push((p, Outcome::Retry { after, reason }));
+                    }
+                    Outcome::RefreshAuth { reason } if !refreshed => {
+                        refresh = true;
+                        again.push((p, Outcome::Fatal { reason }));
+                    }
+                    Outcome::RefreshAuth { reason } => self.finish(p, Outcome::Fatal { reason }, accepted_at),
+                    other => self.finish(p, other, accepted_at),
+                }
+            }
+            if again.is_empty() {
+                return;
+            }
+            if refresh {
+                // Refresh once, then retry at once: the request was rejected for its auth only.
+                refreshed = true;
+                if let Some(token) = &auth {
+                    self.auth.invalidate(token).await;
+                }
+                pending = again.into_iter().map(|(p, _)| p).collect();
+                continue;
+            }
+            let delay = self.settings.retry.next_delay(attempt_no, started.elapsed(), retry_after, rand::random());
+            match delay {
+                Some(d) => {
+                    pending = again.into_iter().map(|(p, _)| p).collect();
+                    tokio::time::sleep(d).await;
+                }
+                None => {
+                    for (p, last) in again {
+                        self.finish(p, last, accepted_at);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One vendor request for `pending`: one outcome per target, in order.
+    async fn attempt(&self, push: &VendorPush, pending: &[Pending]) -> (Option<AuthToken>, Vec<Outcome>, Option<u16>) {
+        let n = pending.len();
+        let all = |o: Outcome| vec![o; n];
+        let kind = self.vendor.kind().as_str();
+        let credential = self.settings.credential.as_str().to_owned();
+
+        let waited = tokio::time::Instant::now();
+        self.limiter.until_ready().await;
+        metrics::histogram!(m::RATE_LIMIT_WAIT, "credential" => credential.clone())
+            .record(waited.elapsed().as_secs_f64());
+
+        let Ok(_permit) = self.permits.acquire().await else {
+            // Invariant: the semaphore is never closed.
+            return (None, all(Outcome::Fatal { reason: "shutdown" }), None);
+        };
+
+        let auth = match self.auth_token().await {
+            Ok(auth) => auth,
+            Err(outcome) => return (None, all(outcome), None),
+        };
+        let tokens: Vec<Token> = pending.iter().map(|p| p.target.token.clone()).collect();
+        let request = match self.vendor.request(push, &tokens, auth.as_ref(), self.clock.now()) {
+            Ok(r) => r,
+            Err(_) => return (auth, all(Outcome::Fatal { reason: "build_failed" }), None),
+        };
+
+        let gauge = metrics::gauge!(m::VENDOR_IN_FLIGHT, "credential" => credential);
+        gauge.increment(1.0);
+        let sent = tokio::time::Instant::now();
+        let answer = self.send(request).await;
+        gauge.decrement(1.0);
+        let (outcomes, status) = match answer {
+            Ok((status, headers, body)) => {
+                let mut outcomes = self.vendor.classify(&tokens, status, &headers, &body);
+                if outcomes.len() != n {
+                    outcomes = all(Outcome::Fatal { reason: "classify_mismatch" });
+                }
+                (outcomes, Some(status.as_u16()))
+            }
+            Err(outcome) => (all(outcome), None),
+        };
+        let label = outcomes.first().map_or("none", Outcome::class);
+        metrics::histogram!(m::VENDOR_REQUEST_DURATION, "vendor" => kind, "outcome" => label)
+            .record(sent.elapsed().as_secs_f64());
+        (auth, outcomes, status)
+    }
+
+    async fn send(&self, r: VendorRequest) -> Result<(http::StatusCode, http::HeaderMap, bytes::Bytes), Outcome> {
+        let req = self
+            .client
+            .request(r.method, r.url)
+            .headers(r.headers)
+            .body(r.body)
+            .timeout(self.settings.request_timeout);
+        let resp = req.send().await.map_err(transport_outcome)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(transport_outcome)?;
+        Ok((status, headers, body))
+    }
+
+    async fn auth_token(&self) -> Result<Option<AuthToken>, Outcome> {
+        let now = self.clock.now();
+        let credential = self.settings.credential.as_str().to_owned();
+        let plan_needed = !matches!(self.vendor.auth_plan(now), AuthPlan::None);
+        if !plan_needed {
+            return Ok(None);
+        }
+        let token = self
+            .auth
+            .get(now, || async {
+                let result = match self.vendor.auth_plan(now) {
+                    AuthPlan::None => Err(Outcome::Fatal { reason: "auth_not_supported" }),
+                    AuthPlan::Local(signed) => signed.map_err(|_| Outcome::Fatal { reason: "auth_signing_failed" }),
+                    AuthPlan::Remote(Err(_)) => Err(Outcome::Fatal { reason: "auth_signing_failed" }),
+                    AuthPlan::Remote(Ok(request)) => match self.send(request).await {
+                        Ok((status, _, body)) => self.vendor.parse_auth(status, &body, self.clock.now()),
+                        Err(outcome) => Err(outcome),
+                    },
+                };
+                let label = if result.is_ok() { "ok" } else { "failed" };
+                metrics::counter!(m::AUTH_REFRESHES, "credential" => credential.clone(), "outcome" => label).increment(1);
+                result
+            })
+            .await?;
+        Ok(Some(token))
+    }
+
+    fn finish(&self, p: Pending, outcome: Outcome, accepted_at: Timestamp) {
+        let kind = self.vendor.kind();
+        let credential = self.settings.credential.as_str().to_owned();
+        metrics::counter!(m::PUSHES, "vendor" => kind.as_str(), "credential" => credential, "outcome" => outcome.class())
+            .increment(1);
+        let latency = (self.clock.now() - accepted_at).to_std().unwrap_or_default();
+        metrics::histogram!(m::DELIVERY_LATENCY, "vendor" => kind.as_str()).record(latency.as_secs_f64());
+        (self.sink)(DeliveryReport {
+            target: p.target,
+            credential: self.settings.credential.clone(),
+            vendor: kind,
+            attempts: p.attempts,
+            outcome,
+        });
+    }
+}
+
+fn transport_outcome(e: reqwest::Error) -> Outcome {
+    let reason = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "transport"
+    };
+    Outcome::Retry { after: None, reason }
+}
