@@ -17,13 +17,145 @@
 //! - [`mock_vendor`]: loopback vendor servers for tests, the demo and load tests.
 //! - [`store`]: the persistence trait and its implementations.  [`metrics`]: every metric name.
 
+pub mod api;
 pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod metrics;
 pub mod mock_vendor;
 pub mod model;
 pub mod policy;
 pub mod provider;
-pub mod metrics;
 pub mod render;
-pub mod config;
+pub mod session;
 pub mod store;
 pub mod trace;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::session::{Registry, Services};
+use crate::store::Store;
+
+/// The listeners pushd serves on, bound by the caller (tests bind `127.0.0.1:0` first, so
+/// there is no startup race).
+pub struct Listeners {
+    pub gateway: TcpListener,
+    pub operator: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of `settings`.
+    pub fn bind(settings: &Settings) -> std::io::Result<Self> {
+        Ok(Self {
+            gateway: TcpListener::bind(settings.listen.gateway)?,
+            operator: TcpListener::bind(settings.listen.operator)?,
+        })
+    }
+}
+
+/// Why pushd could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("listener: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error("{0}")]
+    Transport(#[from] provider::actor::TransportError),
+    #[error("templates: {0}")]
+    Templates(String),
+}
+
+/// A running daemon.
+pub struct Running {
+    pub gateway_addr: SocketAddr,
+    pub operator_addr: SocketAddr,
+    pub registry: Arc<Registry>,
+    servers: Vec<actix_web::dev::ServerHandle>,
+    arbiters: Vec<Arbiter>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, and stops the arbiters.
+    pub async fn stop(self) {
+        for s in &self.servers {
+            s.stop(true).await;
+        }
+        for a in &self.arbiters {
+            a.stop();
+        }
+    }
+}
+
+/// Starts pushd inside the current actix system: sessions, providers, both listeners.
+pub async fn run(
+    settings: Settings,
+    listeners: Listeners,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+) -> Result<Running, StartError> {
+    let metrics_handle = metrics::install();
+    let templates = render::Templates::new(settings.render.clone(), &settings.templates)
+        .map_err(|e| StartError::Templates(e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;
+    let services = Arc::new(Services::new(store, clock.clone(), settings.policy, settings.sessions.clone(), templates));
+
+    let mut arbiters: Vec<Arbiter> = (0..settings.sessions.arbiters.max(1)).map(|_| Arbiter::new()).collect();
+    let registry = Registry::new(services.clone(), arbiters.iter().map(Arbiter::handle).collect());
+
+    let provider_arbiter = Arbiter::new();
+    let mut providers = HashMap::new();
+    for c in &settings.credentials {
+        let sink_registry = registry.clone();
+        let sink: provider::actor::ReportSink = Arc::new(move |r| sink_registry.report(r));
+        let handle = provider::actor::ProviderHandle::start(
+            &provider_arbiter.handle(),
+            c.provider.clone(),
+            c.vendor.clone(),
+            clock.clone(),
+            sink,
+        )?;
+        providers.insert(c.name.clone(), handle);
+    }
+    services.set_providers(providers);
+    arbiters.push(provider_arbiter);
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let api_state = web::Data::new(api::gateway::ApiState { registry: registry.clone(), api: settings.api.clone() });
+    let max_body = settings.api.max_body_bytes;
+    let gateway_addr = listeners.gateway.local_addr()?;
+    let gateway = HttpServer::new(move || {
+        App::new()
+            .app_data(api_state.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .configure(api::gateway::routes)
+    })
+    .workers(2)
+    .disable_signals()
+    .listen(listeners.gateway)?
+    .run();
+
+    let op_state = web::Data::new(api::operator::OperatorState {
+        metrics: metrics_handle,
+        ready: ready.clone(),
+        registry: registry.clone(),
+    });
+    let operator_addr = listeners.operator.local_addr()?;
+    let operator = HttpServer::new(move || App::new().app_data(op_state.clone()).configure(api::operator::routes))
+        .workers(1)
+        .disable_signals()
+        .listen(listeners.operator)?
+        .run();
+
+    let servers = vec![gateway.handle(), operator.handle()];
+    actix_rt::spawn(gateway);
+    actix_rt::spawn(operator);
+    ready.store(true, Ordering::Release);
+    tracing::info!(%gateway_addr, %operator_addr, credentials = settings.credentials.len(), "pushd running");
+    Ok(Running { gateway_addr, operator_addr, registry, servers, arbiters })
+}

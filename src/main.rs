@@ -1,1 +1,135 @@
-fn main() {}
+//! The `pushd` binary: parse the command line, load and validate the config, start tracing and
+//! metrics, run the daemon until SIGINT/SIGTERM.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use pushd::clock::SystemClock;
+use pushd::config::{Loader, Settings};
+use pushd::store::MemoryStore;
+
+#[derive(Parser)]
+#[command(name = "pushd", version, about = "Offline push notification dispatcher for IM services")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Addresses {
+    /// Gateway API address (overrides listen.gateway).
+    #[arg(long, env = "PUSHD_GATEWAY")]
+    gateway: Option<String>,
+    /// Operator listener address (overrides listen.operator).
+    #[arg(long, env = "PUSHD_OPERATOR")]
+    operator: Option<String>,
+    /// Data folder (overrides data_dir).
+    #[arg(long, env = "PUSHD_DATA_DIR")]
+    data_dir: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon with a config file (layered over the embedded defaults).
+    Serve {
+        /// TOML config file.
+        #[arg(long, env = "PUSHD_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        addresses: Addresses,
+    },
+    /// Run the daemon with config/demo.toml and loopback mock vendors.
+    Demo {
+        #[command(flatten)]
+        addresses: Addresses,
+        /// Mock APNs address.
+        #[arg(long, env = "PUSHD_MOCK_APNS", default_value = "127.0.0.1:8443")]
+        mock_apns: String,
+        /// Mock FCM address.
+        #[arg(long, env = "PUSHD_MOCK_FCM", default_value = "127.0.0.1:8444")]
+        mock_fcm: String,
+        /// Mock vendors' inspection endpoint (`GET /mock/apns/received`).
+        #[arg(long, env = "PUSHD_MOCK_CONTROL", default_value = "127.0.0.1:9099")]
+        mock_control: String,
+    },
+    /// Validate a config file and print every problem.
+    CheckConfig {
+        #[arg(long, env = "PUSHD_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn apply(mut loader: Loader, a: &Addresses) -> Loader {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    loader = loader.layer_env(&env);
+    for (path, v) in
+        [(&["listen", "gateway"][..], &a.gateway), (&["listen", "operator"], &a.operator), (&["data_dir"], &a.data_dir)]
+    {
+        if let Some(v) = v {
+            loader = loader.set(path, toml::Value::String(v.clone()));
+        }
+    }
+    loader
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("data_dir {}", settings.data_dir.display()))?;
+    let listeners = pushd::Listeners::bind(&settings).context("binding listeners")?;
+    let running = pushd::run(settings, listeners, Arc::new(MemoryStore::new()), Arc::new(SystemClock)).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGTERM handler; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => {
+            let settings = Loader::new().layer_file(&config)?.settings()?;
+            println!("config OK: {} credential(s)", settings.credentials.len());
+            Ok(())
+        }
+        Command::Serve { config, addresses } => {
+            let settings = apply(Loader::new().layer_file(&config)?, &addresses).settings()?;
+            init_tracing(&settings.log);
+            actix_rt::System::new().block_on(serve(settings))
+        }
+        Command::Demo { addresses, mock_apns, mock_fcm, mock_control } => {
+            let loader = apply(Loader::new().layer_str("config/demo.toml", pushd::config::DEMO_TOML)?, &addresses);
+            let raw = loader.raw()?;
+            init_tracing(&raw.log);
+            actix_rt::System::new().block_on(async move {
+                let mocks = pushd::demo::start_mocks(&raw.data_dir, &mock_apns, &mock_fcm, &mock_control).await?;
+                let settings = mocks.apply(loader).settings()?;
+                mocks.print_banner(&settings);
+                serve(settings).await
+            })
+        }
+    }
+}

@@ -130,8 +130,7 @@ impl Loader {
 
     /// Overlays a TOML file.
     pub fn layer_file(self, path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::one(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::one(format!("{}: {e}", path.display())))?;
         self.layer_str(&path.display().to_string(), &text)
     }
 
@@ -346,18 +345,14 @@ fn credential(
     let key = |field: &str| format!("credentials.{name}.{field}");
     let before = p.0.len();
     let cred_name = CredentialName::parse(name).map_err(|e| p.add(format!("credentials.{name}"), e.to_string())).ok();
-    let vendor = VendorKind::from_str(&c.vendor).map_err(|_| {
-        p.add(key("vendor"), format!("unknown vendor {:?} (expected one of apns, fcm)", c.vendor))
-    });
+    let vendor = VendorKind::from_str(&c.vendor)
+        .map_err(|_| p.add(key("vendor"), format!("unknown vendor {:?} (expected one of apns, fcm)", c.vendor)));
     let endpoint = |default: &str, p: &mut Problems| {
         let s = c.endpoint.as_deref().unwrap_or(default);
-        url::Url::parse(s)
-            .ok()
-            .filter(|u| u.scheme() == "https" || u.scheme() == "http")
-            .or_else(|| {
-                p.add(key("endpoint"), format!("{s:?} is not an http(s) URL"));
-                None
-            })
+        url::Url::parse(s).ok().filter(|u| u.scheme() == "https" || u.scheme() == "http").or_else(|| {
+            p.add(key("endpoint"), format!("{s:?} is not an http(s) URL"));
+            None
+        })
     };
     let mut roots = Vec::new();
     for (i, r) in c.extra_roots.iter().enumerate() {
@@ -410,7 +405,9 @@ fn credential(
                     let key_id = required("key_id", &c.key_id, p);
                     let team_id = required("team_id", &c.team_id, p);
                     match (key_pem, key_id, team_id) {
-                        (Some(key_pem), Some(key_id), Some(team_id)) => Some(ApnsAuth::Token { key_pem, key_id, team_id }),
+                        (Some(key_pem), Some(key_id), Some(team_id)) => {
+                            Some(ApnsAuth::Token { key_pem, key_id, team_id })
+                        }
                         _ => None,
                     }
                 }

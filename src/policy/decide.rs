@@ -3,8 +3,7 @@
 //! inputs come from (session, store, clock) nor what happens to a `Push` (render, provider).
 
 use crate::model::{
-    ChatSettings, ConversationKind, DeviceId, Message, MultiDevicePolicy, Presence, PushMode,
-    Timestamp, UserId,
+    ChatSettings, ConversationKind, DeviceId, Message, MultiDevicePolicy, Presence, PushMode, Timestamp, UserId,
 };
 
 use super::dnd::in_dnd_window;
@@ -71,15 +70,8 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in evaluation order.
-    pub const ALL: &'static [Rule] = &[
-        Rule::Chatroom,
-        Rule::Kicked,
-        Rule::NoToken,
-        Rule::Duplicate,
-        Rule::Presence,
-        Rule::PushMode,
-        Rule::Dnd,
-    ];
+    pub const ALL: &'static [Rule] =
+        &[Rule::Chatroom, Rule::Kicked, Rule::NoToken, Rule::Duplicate, Rule::Presence, Rule::PushMode, Rule::Dnd];
 
     /// The trace and metric label form.
     pub fn as_str(self) -> &'static str {
@@ -145,10 +137,7 @@ impl Decision {
     }
 
     fn with_verdict(&self, verdict: Verdict) -> impl Iterator<Item = &DeviceId> {
-        self.devices
-            .iter()
-            .filter(move |d| d.verdict == verdict)
-            .map(|d| &d.device)
+        self.devices.iter().filter(move |d| d.verdict == verdict).map(|d| &d.device)
     }
 }
 
@@ -157,45 +146,22 @@ impl Decision {
 /// Per device, the first rule that stops wins: chatroom, kicked, online (→ `Wait`), no token,
 /// duplicate, multi-device presence, push mode, DND; otherwise `Push`. Force push skips only push
 /// mode and DND. Pure: `now` is the only notion of time.
-pub fn decide(
-    msg: &Message,
-    recipient: &Recipient<'_>,
-    cfg: &PolicyConfig,
-    now: Timestamp,
-) -> Decision {
+pub fn decide(msg: &Message, recipient: &Recipient<'_>, cfg: &PolicyConfig, now: Timestamp) -> Decision {
     let forced = msg.push.force.applies_to(recipient.user);
     // The user-level rules do not depend on the device: evaluate them once.
     let user = UserRules {
-        chatroom_blocked: msg.conversation.kind == ConversationKind::Chatroom
-            && !cfg.push_chatrooms,
+        chatroom_blocked: msg.conversation.kind == ConversationKind::Chatroom && !cfg.push_chatrooms,
         other_device_online: cfg.multi_device == MultiDevicePolicy::AllOffline
-            && recipient
-                .devices
-                .iter()
-                .any(|d| d.presence == Presence::Online),
+            && recipient.devices.iter().any(|d| d.presence == Presence::Online),
         mode_blocks: !forced && !push_mode_allows(msg, recipient, cfg),
         dnd_blocks: !forced && dnd_applies(recipient, now),
     };
 
-    let devices: Vec<DeviceDecision> = recipient
-        .devices
-        .iter()
-        .map(|d| DeviceDecision {
-            device: d.id.clone(),
-            verdict: user.verdict(d),
-        })
-        .collect();
-    let counts_toward_badge = devices.iter().any(|d| {
-        matches!(
-            d.verdict,
-            Verdict::Push | Verdict::Stop(Rule::PushMode | Rule::Dnd)
-        )
-    });
-    Decision {
-        devices,
-        counts_toward_badge,
-        forced,
-    }
+    let devices: Vec<DeviceDecision> =
+        recipient.devices.iter().map(|d| DeviceDecision { device: d.id.clone(), verdict: user.verdict(d) }).collect();
+    let counts_toward_badge =
+        devices.iter().any(|d| matches!(d.verdict, Verdict::Push | Verdict::Stop(Rule::PushMode | Rule::Dnd)));
+    Decision { devices, counts_toward_badge, forced }
 }
 
 /// The outcome of the rules that look at the user and the message, not at one device.
@@ -256,9 +222,7 @@ fn push_mode_allows(msg: &Message, recipient: &Recipient<'_>, cfg: &PolicyConfig
 /// DND applies when the user-level or the conversation-level settings mute `now`.
 fn dnd_applies(recipient: &Recipient<'_>, now: Timestamp) -> bool {
     let mutes = |s: &ChatSettings| {
-        s.dnd
-            .is_some_and(|w| in_dnd_window(w, recipient.timezone, now))
-            || s.dnd_until.is_some_and(|until| until > now)
+        s.dnd.is_some_and(|w| in_dnd_window(w, recipient.timezone, now)) || s.dnd_until.is_some_and(|until| until > now)
     };
     mutes(recipient.user_settings) || recipient.conversation_settings.is_some_and(mutes)
 }

@@ -16,9 +16,7 @@
 mod decide;
 mod dnd;
 
-pub use decide::{
-    decide, Decision, DeviceDecision, DeviceView, PolicyConfig, Recipient, Rule, Verdict,
-};
+pub use decide::{decide, Decision, DeviceDecision, DeviceView, PolicyConfig, Recipient, Rule, Verdict};
 pub use dnd::in_dnd_window;
 
 #[cfg(test)]

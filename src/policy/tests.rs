@@ -7,9 +7,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::model::{
-    ChatSettings, Conversation, ConversationId, ConversationKind, DeviceId, DndWindow, Force,
-    Message, MessageId, MessageKind, MultiDevicePolicy, Presence, PushMode, PushOptions, Sender,
-    Timestamp, UserId,
+    ChatSettings, Conversation, ConversationId, ConversationKind, DeviceId, DndWindow, Force, Message, MessageId,
+    MessageKind, MultiDevicePolicy, Presence, PushMode, PushOptions, Sender, Timestamp, UserId,
 };
 
 use Presence::{Kicked, Offline, Online};
@@ -23,9 +22,7 @@ fn uid(s: &str) -> UserId {
 }
 
 fn utc(rfc3339: &str) -> Timestamp {
-    DateTime::parse_from_rfc3339(rfc3339)
-        .expect("test instants are valid literals")
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(rfc3339).expect("test instants are valid literals").with_timezone(&Utc)
 }
 
 fn window(from: &str, to: &str) -> DndWindow {
@@ -41,11 +38,7 @@ struct Dev {
 }
 
 const fn dev(presence: Presence) -> Dev {
-    Dev {
-        presence,
-        has_token: true,
-        already_pushed: false,
-    }
+    Dev { presence, has_token: true, already_pushed: false }
 }
 
 /// Everything `decide` looks at, owned, so that tables and proptest can build it by value.
@@ -98,10 +91,7 @@ impl Case {
         }
         Message {
             id: MessageId::parse("m1").expect("literal"),
-            from: Sender {
-                id: uid("carol"),
-                name: None,
-            },
+            from: Sender { id: uid("carol"), name: None },
             conversation: Conversation {
                 id: ConversationId::parse("c1").expect("literal"),
                 kind: self.kind,
@@ -112,18 +102,13 @@ impl Case {
             text: Some("hi".to_owned()),
             mentions,
             mention_all: self.mention_all,
-            push: PushOptions {
-                force: self.force.clone(),
-                ..PushOptions::default()
-            },
+            push: PushOptions { force: self.force.clone(), ..PushOptions::default() },
             accepted_at: self.now,
         }
     }
 
     fn device_ids(&self) -> Vec<DeviceId> {
-        (0..self.devices.len())
-            .map(|i| DeviceId::parse(&format!("d{i}")).expect("literal"))
-            .collect()
+        (0..self.devices.len()).map(|i| DeviceId::parse(&format!("d{i}")).expect("literal")).collect()
     }
 
     fn run(&self) -> Decision {
@@ -198,10 +183,7 @@ impl Case {
 }
 
 fn mode(mode: PushMode) -> ChatSettings {
-    ChatSettings {
-        push_mode: Some(mode),
-        ..ChatSettings::default()
-    }
+    ChatSettings { push_mode: Some(mode), ..ChatSettings::default() }
 }
 
 struct Row {
@@ -212,31 +194,15 @@ struct Row {
 }
 
 fn row(name: &'static str, case: Case, want: &[Verdict], badge: bool) -> Row {
-    Row {
-        name,
-        case,
-        want: want.to_vec(),
-        badge,
-    }
+    Row { name, case, want: want.to_vec(), badge }
 }
 
 fn table() -> Vec<Row> {
     let base = Case::default;
-    let no_token = Dev {
-        has_token: false,
-        ..dev(Offline)
-    };
-    let pushed = Dev {
-        already_pushed: true,
-        ..dev(Offline)
-    };
+    let no_token = Dev { has_token: false, ..dev(Offline) };
+    let pushed = Dev { already_pushed: true, ..dev(Offline) };
     vec![
-        row(
-            "an offline device with a token is pushed",
-            base(),
-            &[Push],
-            true,
-        ),
+        row("an offline device with a token is pushed", base(), &[Push], true),
         // Presence and multi-device policy.
         row(
             "all_offline: one online device stops every offline device",
@@ -270,10 +236,7 @@ fn table() -> Vec<Row> {
         ),
         row(
             "an online device waits even without a token",
-            base().devices(&[Dev {
-                presence: Online,
-                ..no_token
-            }]),
+            base().devices(&[Dev { presence: Online, ..no_token }]),
             &[Wait],
             false,
         ),
@@ -292,32 +255,20 @@ fn table() -> Vec<Row> {
         // Chatrooms.
         row(
             "chatroom messages are not pushed by default, whatever the device",
-            base().kind(ConversationKind::Chatroom).devices(&[
-                dev(Offline),
-                dev(Online),
-                dev(Kicked),
-            ]),
+            base().kind(ConversationKind::Chatroom).devices(&[dev(Offline), dev(Online), dev(Kicked)]),
             &[Stop(Rule::Chatroom); 3],
             false,
         ),
         row(
             "chatroom messages are not pushed even when forced",
-            base()
-                .kind(ConversationKind::Chatroom)
-                .force(Force::Everyone),
+            base().kind(ConversationKind::Chatroom).force(Force::Everyone),
             &[Stop(Rule::Chatroom)],
             false,
         ),
         row(
             "chatroom messages are pushed when the operator enables it",
-            Case {
-                cfg: PolicyConfig {
-                    push_chatrooms: true,
-                    ..base().cfg
-                },
-                ..base()
-            }
-            .kind(ConversationKind::Chatroom),
+            Case { cfg: PolicyConfig { push_chatrooms: true, ..base().cfg }, ..base() }
+                .kind(ConversationKind::Chatroom),
             &[Push],
             true,
         ),
@@ -330,88 +281,56 @@ fn table() -> Vec<Row> {
         ),
         row(
             "operator default push mode none applies when the user set nothing",
-            Case {
-                cfg: PolicyConfig {
-                    default_push_mode: PushMode::None,
-                    ..base().cfg
-                },
-                ..base()
-            },
+            Case { cfg: PolicyConfig { default_push_mode: PushMode::None, ..base().cfg }, ..base() },
             &[Stop(Rule::PushMode)],
             true,
         ),
         row(
             "user push mode wins over the operator default",
-            Case {
-                cfg: PolicyConfig {
-                    default_push_mode: PushMode::None,
-                    ..base().cfg
-                },
-                ..base()
-            }
-            .user_mode(PushMode::All),
+            Case { cfg: PolicyConfig { default_push_mode: PushMode::None, ..base().cfg }, ..base() }
+                .user_mode(PushMode::All),
             &[Push],
             true,
         ),
         row(
             "conversation push mode all wins over user push mode none",
-            base()
-                .user_mode(PushMode::None)
-                .conversation(mode(PushMode::All)),
+            base().user_mode(PushMode::None).conversation(mode(PushMode::All)),
             &[Push],
             true,
         ),
         row(
             "conversation push mode none wins over user push mode all",
-            base()
-                .user_mode(PushMode::All)
-                .conversation(mode(PushMode::None)),
+            base().user_mode(PushMode::All).conversation(mode(PushMode::None)),
             &[Stop(Rule::PushMode)],
             true,
         ),
         row(
             "conversation settings without a push mode fall back to the user's",
-            base()
-                .user_mode(PushMode::None)
-                .conversation(ChatSettings::default()),
+            base().user_mode(PushMode::None).conversation(ChatSettings::default()),
             &[Stop(Rule::PushMode)],
             true,
         ),
         row(
             "mentions mode stops an unmentioned group message",
-            Case {
-                mentions_other: true,
-                ..base()
-            }
-            .user_mode(PushMode::Mentions),
+            Case { mentions_other: true, ..base() }.user_mode(PushMode::Mentions),
             &[Stop(Rule::PushMode)],
             true,
         ),
         row(
             "mentions mode pushes a group message that mentions the user",
-            Case {
-                mentions_user: true,
-                ..base()
-            }
-            .user_mode(PushMode::Mentions),
+            Case { mentions_user: true, ..base() }.user_mode(PushMode::Mentions),
             &[Push],
             true,
         ),
         row(
             "mentions mode pushes a group message that mentions everyone",
-            Case {
-                mention_all: true,
-                ..base()
-            }
-            .user_mode(PushMode::Mentions),
+            Case { mention_all: true, ..base() }.user_mode(PushMode::Mentions),
             &[Push],
             true,
         ),
         row(
             "mentions mode pushes every single-conversation message",
-            base()
-                .kind(ConversationKind::Single)
-                .user_mode(PushMode::Mentions),
+            base().kind(ConversationKind::Single).user_mode(PushMode::Mentions),
             &[Push],
             true,
         ),
@@ -437,19 +356,11 @@ fn table() -> Vec<Row> {
         row(
             "DND window is read in the user's zone",
             // 13:30 UTC is 22:30 in Tokyo: inside, though outside in UTC terms.
-            base()
-                .user_dnd("22:00", "08:00")
-                .zone(chrono_tz::Asia::Tokyo)
-                .at("2026-11-24T13:30:00Z"),
+            base().user_dnd("22:00", "08:00").zone(chrono_tz::Asia::Tokyo).at("2026-11-24T13:30:00Z"),
             &[Stop(Rule::Dnd)],
             true,
         ),
-        row(
-            "DND window with from equal to to is all day",
-            base().user_dnd("09:15", "09:15"),
-            &[Stop(Rule::Dnd)],
-            true,
-        ),
+        row("DND window with from equal to to is all day", base().user_dnd("09:15", "09:15"), &[Stop(Rule::Dnd)], true),
         row(
             "DND window 00:00-24:00 is all day, up to the last minute",
             base().user_dnd("00:00", "24:00").at("2026-11-24T23:59:59Z"),
@@ -460,20 +371,14 @@ fn table() -> Vec<Row> {
             "DND on the spring-forward day in New York uses daylight time after the switch",
             // 2026-03-08: 02:00 EST jumps to 03:00 EDT. 07:30 UTC is 03:30 EDT (02:30 if the
             // zone's standard offset were wrongly kept), outside 01:00–03:00.
-            base()
-                .user_dnd("01:00", "03:00")
-                .zone(chrono_tz::America::New_York)
-                .at("2026-03-08T07:30:00Z"),
+            base().user_dnd("01:00", "03:00").zone(chrono_tz::America::New_York).at("2026-03-08T07:30:00Z"),
             &[Push],
             true,
         ),
         row(
             "DND on the spring-forward day in New York still applies before the switch",
             // 06:30 UTC is 01:30 EST.
-            base()
-                .user_dnd("01:00", "03:00")
-                .zone(chrono_tz::America::New_York)
-                .at("2026-03-08T06:30:00Z"),
+            base().user_dnd("01:00", "03:00").zone(chrono_tz::America::New_York).at("2026-03-08T06:30:00Z"),
             &[Stop(Rule::Dnd)],
             true,
         ),
@@ -481,19 +386,11 @@ fn table() -> Vec<Row> {
             "DND on the fall-back day in Berlin covers both passes of the repeated hour",
             // 2026-10-25: 03:00 CEST falls back to 02:00 CET. 01:30 UTC is 02:30 CET, the second
             // pass; with the summer offset it would read 03:30, outside 02:00–03:00.
-            base()
-                .user_dnd("02:00", "03:00")
-                .zone(chrono_tz::Europe::Berlin)
-                .at("2026-10-25T01:30:00Z"),
+            base().user_dnd("02:00", "03:00").zone(chrono_tz::Europe::Berlin).at("2026-10-25T01:30:00Z"),
             &[Stop(Rule::Dnd)],
             true,
         ),
-        row(
-            "DND until a past instant no longer applies",
-            base().user_dnd_until("2026-11-24T11:59:59Z"),
-            &[Push],
-            true,
-        ),
+        row("DND until a past instant no longer applies", base().user_dnd_until("2026-11-24T11:59:59Z"), &[Push], true),
         row(
             "DND until a future instant stops the push",
             base().user_dnd_until("2026-11-24T12:30:00Z"),
@@ -502,19 +399,14 @@ fn table() -> Vec<Row> {
         ),
         row(
             "conversation DND window stops the push though the user has none",
-            base().conversation(ChatSettings {
-                dnd: Some(window("11:00", "13:00")),
-                ..ChatSettings::default()
-            }),
+            base().conversation(ChatSettings { dnd: Some(window("11:00", "13:00")), ..ChatSettings::default() }),
             &[Stop(Rule::Dnd)],
             true,
         ),
         row(
             "conversation DND until stops the push though the user has none",
-            base().conversation(ChatSettings {
-                dnd_until: Some(utc("2026-11-25T00:00:00Z")),
-                ..ChatSettings::default()
-            }),
+            base()
+                .conversation(ChatSettings { dnd_until: Some(utc("2026-11-25T00:00:00Z")), ..ChatSettings::default() }),
             &[Stop(Rule::Dnd)],
             true,
         ),
@@ -525,17 +417,10 @@ fn table() -> Vec<Row> {
             true,
         ),
         // Force push.
-        row(
-            "force overrides DND",
-            base().user_dnd("00:00", "24:00").force(Force::Everyone),
-            &[Push],
-            true,
-        ),
+        row("force overrides DND", base().user_dnd("00:00", "24:00").force(Force::Everyone), &[Push], true),
         row(
             "force overrides push mode none",
-            base()
-                .conversation(mode(PushMode::None))
-                .force(Force::Users(vec![uid(USER)])),
+            base().conversation(mode(PushMode::None)).force(Force::Users(vec![uid(USER)])),
             &[Push],
             true,
         ),
@@ -547,34 +432,24 @@ fn table() -> Vec<Row> {
         ),
         row(
             "force for other users does not override DND",
-            base()
-                .user_dnd("00:00", "24:00")
-                .force(Force::Users(vec![uid("bob")])),
+            base().user_dnd("00:00", "24:00").force(Force::Users(vec![uid("bob")])),
             &[Stop(Rule::Dnd)],
             true,
         ),
         row(
             "force does not override presence, kicked, token or duplicate",
-            base()
-                .user_mode(PushMode::None)
-                .force(Force::Everyone)
-                .devices(&[dev(Online), dev(Kicked), no_token, pushed, dev(Offline)]),
-            &[
-                Wait,
-                Stop(Rule::Kicked),
-                Stop(Rule::NoToken),
-                Stop(Rule::Duplicate),
-                Stop(Rule::Presence),
-            ],
+            base().user_mode(PushMode::None).force(Force::Everyone).devices(&[
+                dev(Online),
+                dev(Kicked),
+                no_token,
+                pushed,
+                dev(Offline),
+            ]),
+            &[Wait, Stop(Rule::Kicked), Stop(Rule::NoToken), Stop(Rule::Duplicate), Stop(Rule::Presence)],
             false,
         ),
         // Badge counting.
-        row(
-            "a user with no devices has nothing pushed and no badge",
-            base().devices(&[]),
-            &[],
-            false,
-        ),
+        row("a user with no devices has nothing pushed and no badge", base().devices(&[]), &[], false),
         row(
             "a user who is online gets no badge",
             base().any_offline().devices(&[dev(Online), no_token]),
@@ -583,9 +458,7 @@ fn table() -> Vec<Row> {
         ),
         row(
             "DND on one device still counts toward the badge though the other is a duplicate",
-            base()
-                .user_dnd("00:00", "24:00")
-                .devices(&[pushed, dev(Offline)]),
+            base().user_dnd("00:00", "24:00").devices(&[pushed, dev(Offline)]),
             &[Stop(Rule::Duplicate), Stop(Rule::Dnd)],
             true,
         ),
@@ -605,22 +478,14 @@ fn every_table_row_gets_its_expected_verdicts_and_badge() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} row(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} row(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn the_table_exercises_every_rule_and_names_rows_uniquely() {
     let rows = table();
     for rule in Rule::ALL {
-        assert!(
-            rows.iter().any(|r| r.want.contains(&Stop(*rule))),
-            "no table row stops on {rule}"
-        );
+        assert!(rows.iter().any(|r| r.want.contains(&Stop(*rule))), "no table row stops on {rule}");
     }
     let mut names: Vec<&str> = rows.iter().map(|r| r.name).collect();
     names.sort_unstable();
@@ -632,27 +497,14 @@ fn the_table_exercises_every_rule_and_names_rows_uniquely() {
 #[test]
 fn forced_is_set_only_for_the_users_the_message_forces() {
     assert!(Case::default().force(Force::Everyone).run().forced);
-    assert!(
-        Case::default()
-            .force(Force::Users(vec![uid(USER)]))
-            .run()
-            .forced
-    );
-    assert!(
-        !Case::default()
-            .force(Force::Users(vec![uid("bob")]))
-            .run()
-            .forced
-    );
+    assert!(Case::default().force(Force::Users(vec![uid(USER)])).run().forced);
+    assert!(!Case::default().force(Force::Users(vec![uid("bob")])).run().forced);
     assert!(!Case::default().run().forced);
 }
 
 #[test]
 fn pushes_and_waiting_list_devices_in_input_order() {
-    let d = Case::default()
-        .any_offline()
-        .devices(&[dev(Offline), dev(Online), dev(Offline), dev(Online)])
-        .run();
+    let d = Case::default().any_offline().devices(&[dev(Offline), dev(Online), dev(Offline), dev(Online)]).run();
     let pushes: Vec<&str> = d.pushes().map(DeviceId::as_str).collect();
     let waiting: Vec<&str> = d.waiting().map(DeviceId::as_str).collect();
     assert_eq!(pushes, ["d0", "d2"]);
@@ -662,18 +514,7 @@ fn pushes_and_waiting_list_devices_in_input_order() {
 #[test]
 fn rule_labels_are_the_trace_vocabulary() {
     let labels: Vec<&str> = Rule::ALL.iter().map(|r| r.as_str()).collect();
-    assert_eq!(
-        labels,
-        [
-            "chatroom",
-            "kicked",
-            "no_token",
-            "duplicate",
-            "presence",
-            "push_mode",
-            "dnd"
-        ]
-    );
+    assert_eq!(labels, ["chatroom", "kicked", "no_token", "duplicate", "presence", "push_mode", "dnd"]);
     assert_eq!(Rule::PushMode.to_string(), "push_mode");
 }
 
@@ -712,9 +553,7 @@ fn dnd_windows_match_the_wall_clock_of_the_zone() {
     ];
     let failures: Vec<&str> = rows
         .iter()
-        .filter(|(_, from, to, tz, at, inside)| {
-            in_dnd_window(window(from, to), *tz, utc(at)) != *inside
-        })
+        .filter(|(_, from, to, tz, at, inside)| in_dnd_window(window(from, to), *tz, utc(at)) != *inside)
         .map(|r| r.0)
         .collect();
     assert!(failures.is_empty(), "wrong rows: {failures:?}");
@@ -727,12 +566,10 @@ fn presence() -> impl Strategy<Value = Presence> {
 }
 
 fn device() -> impl Strategy<Value = Dev> {
-    (presence(), any::<bool>(), any::<bool>()).prop_map(|(presence, has_token, already_pushed)| {
-        Dev {
-            presence,
-            has_token,
-            already_pushed,
-        }
+    (presence(), any::<bool>(), any::<bool>()).prop_map(|(presence, has_token, already_pushed)| Dev {
+        presence,
+        has_token,
+        already_pushed,
     })
 }
 
@@ -806,25 +643,19 @@ fn case() -> impl Strategy<Value = Case> {
         ),
         instant(),
     )
-        .prop_map(
-            |(devices, user, conversation, timezone, kind, mentions, force, cfg, now)| Case {
-                devices,
-                user_settings: to_settings(user, now),
-                conversation_settings: conversation.map(|c| to_settings(c, now)),
-                timezone,
-                kind,
-                mentions_user: mentions.0,
-                mentions_other: mentions.1,
-                mention_all: mentions.2,
-                force,
-                cfg: PolicyConfig {
-                    multi_device: cfg.0,
-                    push_chatrooms: cfg.1,
-                    default_push_mode: cfg.2,
-                },
-                now,
-            },
-        )
+        .prop_map(|(devices, user, conversation, timezone, kind, mentions, force, cfg, now)| Case {
+            devices,
+            user_settings: to_settings(user, now),
+            conversation_settings: conversation.map(|c| to_settings(c, now)),
+            timezone,
+            kind,
+            mentions_user: mentions.0,
+            mentions_other: mentions.1,
+            mention_all: mentions.2,
+            force,
+            cfg: PolicyConfig { multi_device: cfg.0, push_chatrooms: cfg.1, default_push_mode: cfg.2 },
+            now,
+        })
 }
 
 fn effective_mode(c: &Case) -> PushMode {

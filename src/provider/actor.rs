@@ -163,8 +163,9 @@ pub struct ProviderHandle {
 }
 
 impl ProviderHandle {
-    /// Starts the provider for one credential on the current arbiter.
+    /// Starts the provider for one credential on `arbiter`.
     pub fn start(
+        arbiter: &ArbiterHandle,
         settings: ProviderSettings,
         vendor: Arc<dyn Vendor>,
         clock: SharedClock,
@@ -183,7 +184,8 @@ impl ProviderHandle {
             clock,
             sink,
         });
-        let addr = ProviderActor::start(ProviderActor { shared: shared.clone() });
+        let actor = ProviderActor { shared: shared.clone() };
+        let addr = ProviderActor::start_in_arbiter(arbiter, move |_| actor);
         Ok(Self { addr, shared })
     }
 
@@ -362,12 +364,8 @@ impl Shared {
     }
 
     async fn send(&self, r: VendorRequest) -> Result<(http::StatusCode, http::HeaderMap, bytes::Bytes), Outcome> {
-        let req = self
-            .client
-            .request(r.method, r.url)
-            .headers(r.headers)
-            .body(r.body)
-            .timeout(self.settings.request_timeout);
+        let req =
+            self.client.request(r.method, r.url).headers(r.headers).body(r.body).timeout(self.settings.request_timeout);
         let resp = req.send().await.map_err(transport_outcome)?;
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -395,7 +393,8 @@ impl Shared {
                     },
                 };
                 let label = if result.is_ok() { "ok" } else { "failed" };
-                metrics::counter!(m::AUTH_REFRESHES, "credential" => credential.clone(), "outcome" => label).increment(1);
+                metrics::counter!(m::AUTH_REFRESHES, "credential" => credential.clone(), "outcome" => label)
+                    .increment(1);
                 result
             })
             .await?;

@@ -24,9 +24,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use a2::request::notification::{
-    DefaultNotificationBuilder, NotificationBuilder, NotificationOptions,
-};
+use a2::request::notification::{DefaultNotificationBuilder, NotificationBuilder, NotificationOptions};
 use a2::request::payload::APS;
 use a2::ErrorReason;
 use bytes::Bytes;
@@ -36,9 +34,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::de::IntoDeserializer;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    AuthPlan, AuthToken, BuildError, Outcome, Priority, Vendor, VendorPush, VendorRequest,
-};
+use super::{AuthPlan, AuthToken, BuildError, Outcome, Priority, Vendor, VendorPush, VendorRequest};
 use crate::model::{PushType, Timestamp, Token, VendorKind};
 
 /// Re-sign the provider token when it is this old. APNs rejects tokens older than 60 min
@@ -79,9 +75,7 @@ impl fmt::Debug for ApnsAuth {
     /// Never prints the key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApnsAuth::Token {
-                key_id, team_id, ..
-            } => f
+            ApnsAuth::Token { key_id, team_id, .. } => f
                 .debug_struct("Token")
                 .field("key_pem", &"<redacted>")
                 .field("key_id", key_id)
@@ -138,13 +132,9 @@ struct Claims<'a> {
 
 impl Signer {
     fn sign(&self, now: Timestamp) -> Result<String, BuildError> {
-        let claims = Claims {
-            iss: &self.team_id,
-            iat: now.timestamp(),
-        };
-        jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|_| {
-            BuildError::Signing("APNs provider token could not be signed with the .p8 key")
-        })
+        let claims = Claims { iss: &self.team_id, iat: now.timestamp() };
+        jsonwebtoken::encode(&self.header, &claims, &self.key)
+            .map_err(|_| BuildError::Signing("APNs provider token could not be signed with the .p8 key"))
     }
 }
 
@@ -153,9 +143,7 @@ impl Apns {
     /// startup rather than on the first push.
     pub fn new(cfg: ApnsConfig) -> Result<Apns, BuildError> {
         if !matches!(cfg.endpoint.scheme(), "https" | "http") || cfg.endpoint.cannot_be_a_base() {
-            return Err(BuildError::Payload(
-                "APNs endpoint must be an http(s) base URL",
-            ));
+            return Err(BuildError::Payload("APNs endpoint must be an http(s) base URL"));
         }
         let topic = HeaderValue::from_str(&cfg.topic)
             .map_err(|_| BuildError::Payload("APNs topic is not a valid header value"))?;
@@ -163,34 +151,20 @@ impl Apns {
             .map_err(|_| BuildError::Payload("APNs topic is not a valid header value"))?;
         let signer = match cfg.auth {
             ApnsAuth::Certificate => None,
-            ApnsAuth::Token {
-                key_pem,
-                key_id,
-                team_id,
-            } => {
-                let key = EncodingKey::from_ec_pem(key_pem.as_bytes()).map_err(|_| {
-                    BuildError::Signing("APNs key is not a PKCS#8 PEM EC private key")
-                })?;
+            ApnsAuth::Token { key_pem, key_id, team_id } => {
+                let key = EncodingKey::from_ec_pem(key_pem.as_bytes())
+                    .map_err(|_| BuildError::Signing("APNs key is not a PKCS#8 PEM EC private key"))?;
                 let mut header = Header::new(Algorithm::ES256);
                 // Apple's header is exactly {alg, kid}.
                 header.typ = None;
                 header.kid = Some(key_id);
-                let signer = Signer {
-                    key,
-                    header,
-                    team_id,
-                };
+                let signer = Signer { key, header, team_id };
                 // Parsing the PEM does not load the key into ring; one signature does.
                 signer.sign(Timestamp::UNIX_EPOCH)?;
                 Some(signer)
             }
         };
-        Ok(Apns {
-            endpoint: cfg.endpoint,
-            topic,
-            voip_topic,
-            signer,
-        })
+        Ok(Apns { endpoint: cfg.endpoint, topic, voip_topic, signer })
     }
 
     /// The JSON body for `push`, exactly as sent.
@@ -198,17 +172,11 @@ impl Apns {
         if push.data.contains_key("aps") {
             return Err(BuildError::Payload("data key \"aps\" is reserved by APNs"));
         }
-        let mut data: BTreeMap<&str, &str> = push
-            .data
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let mut data: BTreeMap<&str, &str> = push.data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let aps = match push.push_type {
             PushType::Alert => {
-                let mut builder = DefaultNotificationBuilder::new()
-                    .set_title(&push.title)
-                    .set_body(&push.body)
-                    .set_mutable_content();
+                let mut builder =
+                    DefaultNotificationBuilder::new().set_title(&push.title).set_body(&push.body).set_mutable_content();
                 if let Some(badge) = push.badge {
                     builder = builder.set_badge(badge);
                 }
@@ -243,15 +211,8 @@ impl Apns {
             PushType::Alert => push.thread_id.as_deref(),
             PushType::Silent | PushType::Voip => None,
         };
-        let body = ApnsBody {
-            aps: Aps {
-                base: aps,
-                thread_id,
-            },
-            data,
-        };
-        serde_json::to_vec(&body)
-            .map_err(|_| BuildError::Payload("APNs body could not be encoded as JSON"))
+        let body = ApnsBody { aps: Aps { base: aps, thread_id }, data };
+        serde_json::to_vec(&body).map_err(|_| BuildError::Payload("APNs body could not be encoded as JSON"))
     }
 
     fn url_for(&self, token: &Token) -> Result<url::Url, BuildError> {
@@ -291,21 +252,15 @@ struct ErrorAnswer {
 }
 
 /// Reasons Apple documents that a2 0.10's [`ErrorReason`] does not know.
-const REASONS_MISSING_IN_A2: [&str; 3] =
-    ["ExpiredToken", "InvalidPushType", "UnrelatedKeyIdInToken"];
+const REASONS_MISSING_IN_A2: [&str; 3] = ["ExpiredToken", "InvalidPushType", "UnrelatedKeyIdInToken"];
 
 /// The static word for an APNs reason: a2's [`ErrorReason`] vocabulary, plus
 /// [`REASONS_MISSING_IN_A2`]; anything else is `"unknown"` (never the raw vendor text).
 fn reason_word(reason: &str) -> &'static str {
-    let de: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
-        reason.into_deserializer();
+    let de: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = reason.into_deserializer();
     match ErrorReason::deserialize(de) {
         Ok(known) => a2_reason_word(&known),
-        Err(_) => REASONS_MISSING_IN_A2
-            .iter()
-            .copied()
-            .find(|r| *r == reason)
-            .unwrap_or("unknown"),
+        Err(_) => REASONS_MISSING_IN_A2.iter().copied().find(|r| *r == reason).unwrap_or("unknown"),
     }
 }
 
@@ -356,25 +311,15 @@ fn outcome(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Outcome {
         return Outcome::Delivered;
     }
     let answer = serde_json::from_slice::<ErrorAnswer>(body).ok();
-    let reason = answer
-        .as_ref()
-        .and_then(|a| a.reason.as_deref())
-        .map_or("unknown", reason_word);
-    let retry = |reason| Outcome::Retry {
-        after: retry_after(headers),
-        reason,
-    };
+    let reason = answer.as_ref().and_then(|a| a.reason.as_deref()).map_or("unknown", reason_word);
+    let retry = |reason| Outcome::Retry { after: retry_after(headers), reason };
     match reason {
         "Unregistered" => {
-            let since = answer
-                .and_then(|a| a.timestamp)
-                .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis);
+            let since =
+                answer.and_then(|a| a.timestamp).and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis);
             Outcome::InvalidToken { reason, since }
         }
-        "BadDeviceToken" | "DeviceTokenNotForTopic" | "ExpiredToken" => Outcome::InvalidToken {
-            reason,
-            since: None,
-        },
+        "BadDeviceToken" | "DeviceTokenNotForTopic" | "ExpiredToken" => Outcome::InvalidToken { reason, since: None },
         "ExpiredProviderToken" | "InvalidProviderToken" => Outcome::RefreshAuth { reason },
         // Not re-signing on TooManyProviderTokenUpdates is the point: Retry keeps the token.
         // IdleTimeout, Shutdown and UnrelatedKeyIdInToken want a fresh connection; the
@@ -386,9 +331,7 @@ fn outcome(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Outcome {
         | "ServiceUnavailable"
         | "Shutdown"
         | "UnrelatedKeyIdInToken" => retry(reason),
-        "unknown" if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => {
-            retry(reason)
-        }
+        "unknown" if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => retry(reason),
         "unknown" if status.is_client_error() => Outcome::Fatal { reason },
         "unknown" => retry(reason),
         // Every other documented reason is a bad request, payload or credential.
@@ -406,10 +349,9 @@ impl Vendor for Apns {
     fn auth_plan(&self, now: Timestamp) -> AuthPlan {
         match &self.signer {
             None => AuthPlan::None,
-            Some(signer) => AuthPlan::Local(signer.sign(now).map(|value| AuthToken {
-                value,
-                refresh_at: now + JWT_REFRESH_AFTER,
-            })),
+            Some(signer) => {
+                AuthPlan::Local(signer.sign(now).map(|value| AuthToken { value, refresh_at: now + JWT_REFRESH_AFTER }))
+            }
         }
     }
 
@@ -434,19 +376,13 @@ impl Vendor for Apns {
         _now: Timestamp,
     ) -> Result<VendorRequest, BuildError> {
         let [token] = tokens else {
-            return Err(BuildError::Payload(
-                "APNs takes exactly one token per request",
-            ));
+            return Err(BuildError::Payload("APNs takes exactly one token per request"));
         };
         let mut headers = HeaderMap::new();
         if self.signer.is_some() {
-            let jwt = auth.ok_or(BuildError::Signing(
-                "APNs token auth needs a provider token",
-            ))?;
-            let mut value =
-                HeaderValue::from_str(&format!("bearer {}", jwt.value)).map_err(|_| {
-                    BuildError::Signing("APNs provider token is not a valid header value")
-                })?;
+            let jwt = auth.ok_or(BuildError::Signing("APNs token auth needs a provider token"))?;
+            let mut value = HeaderValue::from_str(&format!("bearer {}", jwt.value))
+                .map_err(|_| BuildError::Signing("APNs provider token is not a valid header value"))?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
@@ -460,30 +396,19 @@ impl Vendor for Apns {
             (PushType::Alert | PushType::Voip, Priority::High) => "10",
             (PushType::Silent, _) | (_, Priority::Normal) => "5",
         };
-        headers.insert(
-            HeaderName::from_static("apns-push-type"),
-            HeaderValue::from_static(push_type),
-        );
+        headers.insert(HeaderName::from_static("apns-push-type"), HeaderValue::from_static(push_type));
         headers.insert(HeaderName::from_static("apns-topic"), topic.clone());
-        headers.insert(
-            HeaderName::from_static("apns-priority"),
-            HeaderValue::from_static(priority),
-        );
+        headers.insert(HeaderName::from_static("apns-priority"), HeaderValue::from_static(priority));
         if let Some(ttl) = push.ttl {
             let expiration = i64::try_from(ttl.as_secs())
                 .ok()
                 .and_then(|ttl| push.created_at.timestamp().checked_add(ttl))
                 .ok_or(BuildError::Payload("ttl out of range"))?;
-            headers.insert(
-                HeaderName::from_static("apns-expiration"),
-                HeaderValue::from(expiration),
-            );
+            headers.insert(HeaderName::from_static("apns-expiration"), HeaderValue::from(expiration));
         }
         if let Some(collapse_id) = &push.collapse_id {
             if collapse_id.len() > MAX_COLLAPSE_ID_BYTES {
-                return Err(BuildError::Payload(
-                    "APNs collapse id is longer than 64 bytes",
-                ));
+                return Err(BuildError::Payload("APNs collapse id is longer than 64 bytes"));
             }
             let value = HeaderValue::from_str(collapse_id)
                 .map_err(|_| BuildError::Payload("APNs collapse id is not a valid header value"))?;
@@ -492,8 +417,7 @@ impl Vendor for Apns {
         let apns_id = uuid::Uuid::new_v4().hyphenated().to_string();
         headers.insert(
             HeaderName::from_static("apns-id"),
-            HeaderValue::from_str(&apns_id)
-                .map_err(|_| BuildError::Payload("apns-id is not a valid header value"))?,
+            HeaderValue::from_str(&apns_id).map_err(|_| BuildError::Payload("apns-id is not a valid header value"))?,
         );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(VendorRequest {
@@ -504,13 +428,7 @@ impl Vendor for Apns {
         })
     }
 
-    fn classify(
-        &self,
-        tokens: &[Token],
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Vec<Outcome> {
+    fn classify(&self, tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
         let outcome = outcome(status, headers, body);
         vec![outcome; tokens.len()]
     }
@@ -525,19 +443,13 @@ mod tests {
     const TOKEN_HEX: &str = "5c1f3a0e9d2b4c6a8e0f1d3b5a7c9e2f4a6b8d0c2e4f6a8b0d2c4e6f8a0b2c4d";
 
     fn key_pem() -> String {
-        std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config/demo/apns-demo-key.p8"
-        ))
-        .expect("the demo key is committed")
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo/apns-demo-key.p8"))
+            .expect("the demo key is committed")
     }
 
     fn public_pem() -> String {
-        std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config/demo/apns-demo-key.pub.pem"
-        ))
-        .expect("the demo public key is committed")
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo/apns-demo-key.pub.pem"))
+            .expect("the demo public key is committed")
     }
 
     fn at(secs: i64) -> Timestamp {
@@ -548,11 +460,7 @@ mod tests {
         Apns::new(ApnsConfig {
             endpoint: url::Url::parse("https://api.push.apple.com").expect("url"),
             topic: "com.example.im".into(),
-            auth: ApnsAuth::Token {
-                key_pem: key_pem(),
-                key_id: "KEY1234567".into(),
-                team_id: "TEAM123456".into(),
-            },
+            auth: ApnsAuth::Token { key_pem: key_pem(), key_id: "KEY1234567".into(), team_id: "TEAM123456".into() },
         })
         .expect("demo key parses")
     }
@@ -573,19 +481,12 @@ mod tests {
             body: "See you at 3?".into(),
             badge: Some(7),
             sound: Some("default".into()),
-            priority: if push_type == PushType::Silent {
-                Priority::Normal
-            } else {
-                Priority::High
-            },
+            priority: if push_type == PushType::Silent { Priority::Normal } else { Priority::High },
             collapse_id: Some("conv-42".into()),
             ttl: Some(Duration::from_secs(86_400)),
             created_at: at(1_767_225_600),
             thread_id: Some("conv-42".into()),
-            data: BTreeMap::from([
-                ("conv".to_string(), "42".to_string()),
-                ("msg".to_string(), "9f1c".to_string()),
-            ]),
+            data: BTreeMap::from([("conv".to_string(), "42".to_string()), ("msg".to_string(), "9f1c".to_string())]),
         }
     }
 
@@ -601,9 +502,7 @@ mod tests {
     }
 
     fn header<'a>(req: &'a VendorRequest, name: &str) -> Option<&'a str> {
-        req.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ascii header"))
+        req.headers.get(name).map(|v| v.to_str().expect("ascii header"))
     }
 
     fn body_json(req: &VendorRequest) -> Value {
@@ -615,24 +514,12 @@ mod tests {
         let apns = token_apns();
         let now = at(1_767_225_600);
         let auth = jwt(&apns, now);
-        let req = apns
-            .request(&push(PushType::Alert), &[token()], Some(&auth), now)
-            .expect("request");
+        let req = apns.request(&push(PushType::Alert), &[token()], Some(&auth), now).expect("request");
 
         assert_eq!(req.method, Method::POST);
-        assert_eq!(
-            req.url.as_str(),
-            format!("https://api.push.apple.com/3/device/{TOKEN_HEX}")
-        );
-        assert_eq!(
-            header(&req, "authorization"),
-            Some(format!("bearer {}", auth.value).as_str())
-        );
-        assert!(req
-            .headers
-            .get("authorization")
-            .expect("auth")
-            .is_sensitive());
+        assert_eq!(req.url.as_str(), format!("https://api.push.apple.com/3/device/{TOKEN_HEX}"));
+        assert_eq!(header(&req, "authorization"), Some(format!("bearer {}", auth.value).as_str()));
+        assert!(req.headers.get("authorization").expect("auth").is_sensitive());
         assert_eq!(header(&req, "apns-push-type"), Some("alert"));
         assert_eq!(header(&req, "apns-topic"), Some("com.example.im"));
         assert_eq!(header(&req, "apns-priority"), Some("10"));
@@ -640,10 +527,7 @@ mod tests {
         assert_eq!(header(&req, "apns-collapse-id"), Some("conv-42"));
         assert_eq!(header(&req, "content-type"), Some("application/json"));
         let id = header(&req, "apns-id").expect("apns-id");
-        assert_eq!(
-            uuid::Uuid::parse_str(id).expect("uuid").get_version_num(),
-            4
-        );
+        assert_eq!(uuid::Uuid::parse_str(id).expect("uuid").get_version_num(), 4);
         assert_eq!(id, id.to_ascii_lowercase());
         assert_eq!(id.len(), 36);
 
@@ -678,30 +562,18 @@ mod tests {
         let now = at(1_767_225_600);
         let mut p = push(PushType::Silent);
         p.priority = Priority::High; // background is priority 5 whatever the push asked
-        let req = apns
-            .request(&p, &[token()], Some(&jwt(&apns, now)), now)
-            .expect("request");
+        let req = apns.request(&p, &[token()], Some(&jwt(&apns, now)), now).expect("request");
         assert_eq!(header(&req, "apns-push-type"), Some("background"));
         assert_eq!(header(&req, "apns-topic"), Some("com.example.im"));
         assert_eq!(header(&req, "apns-priority"), Some("5"));
-        assert_eq!(
-            body_json(&req),
-            json!({ "aps": { "content-available": 1 }, "conv": "42", "msg": "9f1c" })
-        );
+        assert_eq!(body_json(&req), json!({ "aps": { "content-available": 1 }, "conv": "42", "msg": "9f1c" }));
     }
 
     #[test]
     fn voip_push_goes_to_the_voip_topic_with_title_and_body_as_data() {
         let apns = token_apns();
         let now = at(1_767_225_600);
-        let req = apns
-            .request(
-                &push(PushType::Voip),
-                &[token()],
-                Some(&jwt(&apns, now)),
-                now,
-            )
-            .expect("request");
+        let req = apns.request(&push(PushType::Voip), &[token()], Some(&jwt(&apns, now)), now).expect("request");
         assert_eq!(header(&req, "apns-push-type"), Some("voip"));
         assert_eq!(header(&req, "apns-topic"), Some("com.example.im.voip"));
         assert_eq!(header(&req, "apns-priority"), Some("10"));
@@ -734,22 +606,15 @@ mod tests {
     fn certificate_auth_sends_no_authorization_header_and_keeps_the_endpoint_path() {
         let apns = cert_apns();
         assert!(matches!(apns.auth_plan(at(0)), AuthPlan::None));
-        let req = apns
-            .request(&push(PushType::Alert), &[token()], None, at(0))
-            .expect("request");
+        let req = apns.request(&push(PushType::Alert), &[token()], None, at(0)).expect("request");
         assert!(req.headers.get("authorization").is_none());
-        assert_eq!(
-            req.url.as_str(),
-            format!("https://127.0.0.1:8443/3/device/{TOKEN_HEX}")
-        );
+        assert_eq!(req.url.as_str(), format!("https://127.0.0.1:8443/3/device/{TOKEN_HEX}"));
     }
 
     #[test]
     fn token_auth_without_a_provider_token_is_a_signing_error() {
         let apns = token_apns();
-        let err = apns
-            .request(&push(PushType::Alert), &[token()], None, at(0))
-            .expect_err("no token");
+        let err = apns.request(&push(PushType::Alert), &[token()], None, at(0)).expect_err("no token");
         assert!(matches!(err, BuildError::Signing(_)));
     }
 
@@ -760,10 +625,7 @@ mod tests {
         p.collapse_id = Some("x".repeat(64));
         assert!(apns.request(&p, &[token()], None, at(0)).is_ok());
         p.collapse_id = Some("x".repeat(65));
-        assert!(matches!(
-            apns.request(&p, &[token()], None, at(0)),
-            Err(BuildError::Payload(_))
-        ));
+        assert!(matches!(apns.request(&p, &[token()], None, at(0)), Err(BuildError::Payload(_))));
     }
 
     #[test]
@@ -771,10 +633,7 @@ mod tests {
         let apns = cert_apns();
         let mut p = push(PushType::Alert);
         p.data.insert("aps".into(), "x".into());
-        assert!(matches!(
-            apns.request(&p, &[token()], None, at(0)),
-            Err(BuildError::Payload(_))
-        ));
+        assert!(matches!(apns.request(&p, &[token()], None, at(0)), Err(BuildError::Payload(_))));
         assert_eq!(apns.payload_size(&p), usize::MAX);
     }
 
@@ -782,12 +641,8 @@ mod tests {
     fn a_request_takes_exactly_one_token() {
         let apns = cert_apns();
         assert_eq!(apns.max_batch(), 1);
-        assert!(apns
-            .request(&push(PushType::Alert), &[], None, at(0))
-            .is_err());
-        assert!(apns
-            .request(&push(PushType::Alert), &[token(), token()], None, at(0))
-            .is_err());
+        assert!(apns.request(&push(PushType::Alert), &[], None, at(0)).is_err());
+        assert!(apns.request(&push(PushType::Alert), &[token(), token()], None, at(0)).is_err());
     }
 
     #[test]
@@ -806,12 +661,8 @@ mod tests {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.validate_exp = false;
         validation.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<Value>(&auth.value, &key, &validation)
-            .expect("signature verifies");
-        assert_eq!(
-            data.claims,
-            json!({ "iss": "TEAM123456", "iat": 1_767_225_600 })
-        );
+        let data = jsonwebtoken::decode::<Value>(&auth.value, &key, &validation).expect("signature verifies");
+        assert_eq!(data.claims, json!({ "iss": "TEAM123456", "iat": 1_767_225_600 }));
     }
 
     #[test]
@@ -826,31 +677,17 @@ mod tests {
         let cfg = |key_pem: &str| ApnsConfig {
             endpoint: url::Url::parse("https://api.push.apple.com").expect("url"),
             topic: "com.example.im".into(),
-            auth: ApnsAuth::Token {
-                key_pem: key_pem.into(),
-                key_id: "K".into(),
-                team_id: "T".into(),
-            },
+            auth: ApnsAuth::Token { key_pem: key_pem.into(), key_id: "K".into(), team_id: "T".into() },
         };
-        assert!(matches!(
-            Apns::new(cfg("not a pem")),
-            Err(BuildError::Signing(_))
-        ));
-        let rsa = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config/demo/fcm-demo-key.pub.pem"
-        ))
-        .expect("committed");
+        assert!(matches!(Apns::new(cfg("not a pem")), Err(BuildError::Signing(_))));
+        let rsa = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo/fcm-demo-key.pub.pem"))
+            .expect("committed");
         assert!(matches!(Apns::new(cfg(&rsa)), Err(BuildError::Signing(_))));
     }
 
     #[test]
     fn debug_output_never_shows_the_key() {
-        let auth = ApnsAuth::Token {
-            key_pem: key_pem(),
-            key_id: "KEY1234567".into(),
-            team_id: "TEAM123456".into(),
-        };
+        let auth = ApnsAuth::Token { key_pem: key_pem(), key_id: "KEY1234567".into(), team_id: "TEAM123456".into() };
         assert!(!format!("{auth:?}").contains("PRIVATE"));
         assert!(!format!("{:?}", token_apns()).contains("PRIVATE"));
     }
@@ -888,14 +725,8 @@ mod tests {
     fn every_row_of_the_apns_answer_table_maps_to_its_outcome() {
         use Outcome::*;
         let fatal = |reason| Fatal { reason };
-        let invalid = |reason| InvalidToken {
-            reason,
-            since: None,
-        };
-        let retry = |reason| Retry {
-            after: None,
-            reason,
-        };
+        let invalid = |reason| InvalidToken { reason, since: None };
+        let retry = |reason| Retry { after: None, reason };
         let rows: &[(u16, &str, Outcome)] = &[
             (400, "BadCollapseId", fatal("BadCollapseId")),
             (400, "BadDeviceToken", invalid("BadDeviceToken")),
@@ -903,11 +734,7 @@ mod tests {
             (400, "BadMessageId", fatal("BadMessageId")),
             (400, "BadPriority", fatal("BadPriority")),
             (400, "BadTopic", fatal("BadTopic")),
-            (
-                400,
-                "DeviceTokenNotForTopic",
-                invalid("DeviceTokenNotForTopic"),
-            ),
+            (400, "DeviceTokenNotForTopic", invalid("DeviceTokenNotForTopic")),
             (400, "DuplicateHeaders", fatal("DuplicateHeaders")),
             (400, "IdleTimeout", retry("IdleTimeout")),
             (400, "InvalidPushType", fatal("InvalidPushType")),
@@ -917,26 +744,10 @@ mod tests {
             (400, "TopicDisallowed", fatal("TopicDisallowed")),
             (400, "MockInvalidJson", fatal("unknown")),
             (403, "BadCertificate", fatal("BadCertificate")),
-            (
-                403,
-                "BadCertificateEnvironment",
-                fatal("BadCertificateEnvironment"),
-            ),
-            (
-                403,
-                "ExpiredProviderToken",
-                RefreshAuth {
-                    reason: "ExpiredProviderToken",
-                },
-            ),
+            (403, "BadCertificateEnvironment", fatal("BadCertificateEnvironment")),
+            (403, "ExpiredProviderToken", RefreshAuth { reason: "ExpiredProviderToken" }),
             (403, "Forbidden", fatal("Forbidden")),
-            (
-                403,
-                "InvalidProviderToken",
-                RefreshAuth {
-                    reason: "InvalidProviderToken",
-                },
-            ),
+            (403, "InvalidProviderToken", RefreshAuth { reason: "InvalidProviderToken" }),
             (403, "MissingProviderToken", fatal("MissingProviderToken")),
             (403, "UnrelatedKeyIdInToken", retry("UnrelatedKeyIdInToken")),
             (404, "BadPath", fatal("BadPath")),
@@ -944,11 +755,7 @@ mod tests {
             (410, "ExpiredToken", invalid("ExpiredToken")),
             (410, "Unregistered", invalid("Unregistered")),
             (413, "PayloadTooLarge", fatal("PayloadTooLarge")),
-            (
-                429,
-                "TooManyProviderTokenUpdates",
-                retry("TooManyProviderTokenUpdates"),
-            ),
+            (429, "TooManyProviderTokenUpdates", retry("TooManyProviderTokenUpdates")),
             (429, "TooManyRequests", retry("TooManyRequests")),
             (500, "InternalServerError", retry("InternalServerError")),
             (503, "ServiceUnavailable", retry("ServiceUnavailable")),
@@ -969,18 +776,9 @@ mod tests {
 
     #[test]
     fn unregistered_carries_the_timestamp_of_the_410_answer() {
-        let out = answer(
-            410,
-            r#"{ "reason": "Unregistered", "timestamp": 1767139200123 }"#,
-        );
+        let out = answer(410, r#"{ "reason": "Unregistered", "timestamp": 1767139200123 }"#);
         let since = chrono::DateTime::from_timestamp_millis(1_767_139_200_123).expect("ms");
-        assert_eq!(
-            out,
-            Outcome::InvalidToken {
-                reason: "Unregistered",
-                since: Some(since)
-            }
-        );
+        assert_eq!(out, Outcome::InvalidToken { reason: "Unregistered", since: Some(since) });
     }
 
     #[test]
@@ -988,39 +786,17 @@ mod tests {
         let apns = cert_apns();
         let mut headers = HeaderMap::new();
         headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("7"));
-        let out = apns.classify(
-            &[token()],
-            StatusCode::TOO_MANY_REQUESTS,
-            &headers,
-            reason("TooManyRequests").as_bytes(),
-        );
-        assert_eq!(
-            out,
-            vec![Outcome::Retry {
-                after: Some(Duration::from_secs(7)),
-                reason: "TooManyRequests"
-            }]
-        );
+        let out =
+            apns.classify(&[token()], StatusCode::TOO_MANY_REQUESTS, &headers, reason("TooManyRequests").as_bytes());
+        assert_eq!(out, vec![Outcome::Retry { after: Some(Duration::from_secs(7)), reason: "TooManyRequests" }]);
         let out = apns.classify(&[token()], StatusCode::SERVICE_UNAVAILABLE, &headers, b"");
-        assert_eq!(
-            out,
-            vec![Outcome::Retry {
-                after: Some(Duration::from_secs(7)),
-                reason: "unknown"
-            }]
-        );
+        assert_eq!(out, vec![Outcome::Retry { after: Some(Duration::from_secs(7)), reason: "unknown" }]);
     }
 
     #[test]
     fn garbage_bodies_fall_back_to_the_status() {
         assert_eq!(answer(400, "<html>"), Outcome::Fatal { reason: "unknown" });
-        assert_eq!(
-            answer(500, ""),
-            Outcome::Retry {
-                after: None,
-                reason: "unknown"
-            }
-        );
+        assert_eq!(answer(500, ""), Outcome::Retry { after: None, reason: "unknown" });
         assert_eq!(answer(410, "{}"), Outcome::Fatal { reason: "unknown" });
     }
 
@@ -1072,8 +848,6 @@ mod tests {
     #[test]
     fn classify_answers_once_per_token() {
         let apns = cert_apns();
-        assert!(apns
-            .classify(&[], StatusCode::OK, &HeaderMap::new(), b"")
-            .is_empty());
+        assert!(apns.classify(&[], StatusCode::OK, &HeaderMap::new(), b"").is_empty());
     }
 }

@@ -25,9 +25,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    AuthPlan, AuthToken, BuildError, Outcome, Priority, Vendor, VendorPush, VendorRequest,
-};
+use super::{AuthPlan, AuthToken, BuildError, Outcome, Priority, Vendor, VendorPush, VendorRequest};
 use crate::model::{PushType, Timestamp, Token, VendorKind};
 
 /// The OAuth2 scope that allows sending FCM messages.
@@ -45,6 +43,9 @@ pub const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
 /// Never schedule a refresh sooner than this, however short-lived the token: keeps a vendor
 /// answering `expires_in: 0` from turning the cache into a loop.
 pub const MIN_REFRESH_AFTER: chrono::Duration = chrono::Duration::seconds(30);
+
+/// Longest access-token life pushd believes (Google issues one hour), in seconds.
+pub const MAX_TOKEN_LIFE_SECS: i64 = 86_400;
 
 /// Largest payload FCM accepts for a token message: data keys+values and notification strings.
 pub const PAYLOAD_LIMIT: usize = 4096;
@@ -87,22 +88,13 @@ impl ServiceAccount {
     /// Reads a service-account JSON file's content. The error names the missing or malformed
     /// field, never a value (the file holds the private key).
     pub fn from_json(s: &str) -> Result<Self, String> {
-        let value: serde_json::Value = serde_json::from_str(s).map_err(|e| {
-            format!(
-                "service account: not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            )
-        })?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| "service account: not a JSON object".to_string())?;
+        let value: serde_json::Value = serde_json::from_str(s)
+            .map_err(|e| format!("service account: not valid JSON (line {}, column {})", e.line(), e.column()))?;
+        let obj = value.as_object().ok_or_else(|| "service account: not a JSON object".to_string())?;
         let required = |name: &str| -> Result<String, String> {
             match obj.get(name) {
                 Some(serde_json::Value::String(v)) if !v.is_empty() => Ok(v.clone()),
-                Some(serde_json::Value::String(_)) => {
-                    Err(format!("service account: field `{name}` is empty"))
-                }
+                Some(serde_json::Value::String(_)) => Err(format!("service account: field `{name}` is empty")),
                 Some(_) => Err(format!("service account: field `{name}` must be a string")),
                 None => Err(format!("service account: missing field `{name}`")),
             }
@@ -111,9 +103,7 @@ impl ServiceAccount {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(v)) if v.is_empty() => None,
             Some(serde_json::Value::String(v)) => Some(v.clone()),
-            Some(_) => {
-                return Err("service account: field `private_key_id` must be a string".to_string())
-            }
+            Some(_) => return Err("service account: field `private_key_id` must be a string".to_string()),
         };
         let account = ServiceAccount {
             project_id: required("project_id")?,
@@ -177,26 +167,18 @@ impl Fcm {
     /// startup rather than on the first token exchange.
     pub fn new(cfg: FcmConfig) -> Result<Fcm, BuildError> {
         if !matches!(cfg.endpoint.scheme(), "https" | "http") {
-            return Err(BuildError::Payload(
-                "FCM endpoint must be an http(s) base URL",
-            ));
+            return Err(BuildError::Payload("FCM endpoint must be an http(s) base URL"));
         }
         let mut send_url = cfg.endpoint;
         send_url
             .path_segments_mut()
             .map_err(|_| BuildError::Payload("FCM endpoint must be an http(s) base URL"))?
             .pop_if_empty()
-            .extend([
-                "v1",
-                "projects",
-                cfg.account.project_id.as_str(),
-                "messages:send",
-            ]);
+            .extend(["v1", "projects", cfg.account.project_id.as_str(), "messages:send"]);
         let token_url = url::Url::parse(&cfg.account.token_uri)
             .map_err(|_| BuildError::Signing("service account token_uri is not a URL"))?;
-        let key = EncodingKey::from_rsa_pem(cfg.account.private_key.as_bytes()).map_err(|_| {
-            BuildError::Signing("service account private_key is not an RSA PEM key")
-        })?;
+        let key = EncodingKey::from_rsa_pem(cfg.account.private_key.as_bytes())
+            .map_err(|_| BuildError::Signing("service account private_key is not an RSA PEM key"))?;
         let mut header = Header::new(Algorithm::RS256);
         header.kid = cfg.account.private_key_id;
         let fcm = Fcm {
@@ -222,9 +204,8 @@ impl Fcm {
             iat,
             exp: iat + ASSERTION_LIFETIME.num_seconds(),
         };
-        jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|_| {
-            BuildError::Signing("FCM assertion could not be signed with the service account key")
-        })
+        jsonwebtoken::encode(&self.header, &claims, &self.key)
+            .map_err(|_| BuildError::Signing("FCM assertion could not be signed with the service account key"))
     }
 
     fn token_request(&self, now: Timestamp) -> Result<VendorRequest, BuildError> {
@@ -234,31 +215,17 @@ impl Fcm {
             .append_pair("assertion", &assertion)
             .finish();
         let mut headers = HeaderMap::new();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        Ok(VendorRequest {
-            method: Method::POST,
-            url: self.token_url.clone(),
-            headers,
-            body: Bytes::from(form),
-        })
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        Ok(VendorRequest { method: Method::POST, url: self.token_url.clone(), headers, body: Bytes::from(form) })
     }
 
     /// The message's `data` map as sent: the push's data, plus title and body for VoIP (a
     /// data-only message; the app draws the call screen from them, as PushKit does on iOS).
     fn data(push: &VendorPush) -> Result<BTreeMap<&str, &str>, BuildError> {
         if push.data.keys().any(|k| is_reserved_data_key(k)) {
-            return Err(BuildError::Payload(
-                "data key reserved by FCM (from, message_type, google*, gcm*)",
-            ));
+            return Err(BuildError::Payload("data key reserved by FCM (from, message_type, google*, gcm*)"));
         }
-        let mut data: BTreeMap<&str, &str> = push
-            .data
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let mut data: BTreeMap<&str, &str> = push.data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         if push.push_type == PushType::Voip {
             if !push.title.is_empty() {
                 data.insert("title", &push.title);
@@ -270,11 +237,7 @@ impl Fcm {
         Ok(data)
     }
 
-    fn message<'a>(
-        &'a self,
-        push: &'a VendorPush,
-        token: &'a Token,
-    ) -> Result<SendBody<'a>, BuildError> {
+    fn message<'a>(&'a self, push: &'a VendorPush, token: &'a Token) -> Result<SendBody<'a>, BuildError> {
         let alert = push.push_type == PushType::Alert;
         let priority = match (push.push_type, push.priority) {
             (PushType::Voip, _) | (_, Priority::High) => "HIGH",
@@ -289,20 +252,14 @@ impl Fcm {
         Ok(SendBody {
             message: Message {
                 token: token.as_str(),
-                notification: alert.then_some(Notification {
-                    title: &push.title,
-                    body: &push.body,
-                }),
+                notification: alert.then_some(Notification { title: &push.title, body: &push.body }),
                 data: Self::data(push)?,
                 android: Android {
                     priority,
                     // FCM refuses more than its 4-week maximum, which is also its default.
-                    ttl: push
-                        .ttl
-                        .map(|ttl| format!("{}s", ttl.as_secs().min(MAX_TTL_SECS))),
+                    ttl: push.ttl.map(|ttl| format!("{}s", ttl.as_secs().min(MAX_TTL_SECS))),
                     collapse_key: push.collapse_id.as_deref(),
-                    notification: (alert && !android_notification.is_empty())
-                        .then_some(android_notification),
+                    notification: (alert && !android_notification.is_empty()).then_some(android_notification),
                 },
             },
         })
@@ -418,34 +375,17 @@ const ERROR_CODES: [&str; 8] = [
 
 fn error_facts(body: &[u8]) -> ErrorFacts {
     let Ok(ErrorAnswer { error }) = serde_json::from_slice::<ErrorAnswer>(body) else {
-        return ErrorFacts {
-            error_code: None,
-            has_error_code: false,
-            bad_request: false,
-            about_token: false,
-        };
+        return ErrorFacts { error_code: None, has_error_code: false, bad_request: false, about_token: false };
     };
     let raw_code = error
         .details
         .iter()
         .filter(|d| d.type_url.ends_with("google.firebase.fcm.v1.FcmError"))
         .find_map(|d| d.error_code.as_deref());
-    let error_code =
-        raw_code.and_then(|code| ERROR_CODES.iter().copied().find(|known| *known == code));
-    let bad_request = error
-        .details
-        .iter()
-        .any(|d| d.type_url.ends_with("google.rpc.BadRequest"));
-    let about_token = error
-        .message
-        .to_ascii_lowercase()
-        .contains("registration token");
-    ErrorFacts {
-        error_code,
-        has_error_code: raw_code.is_some(),
-        bad_request,
-        about_token,
-    }
+    let error_code = raw_code.and_then(|code| ERROR_CODES.iter().copied().find(|known| *known == code));
+    let bad_request = error.details.iter().any(|d| d.type_url.ends_with("google.rpc.BadRequest"));
+    let about_token = error.message.to_ascii_lowercase().contains("registration token");
+    ErrorFacts { error_code, has_error_code: raw_code.is_some(), bad_request, about_token }
 }
 
 /// `Retry-After` in seconds, if present and numeric. (An HTTP-date form is ignored: classify has
@@ -463,34 +403,18 @@ fn outcome(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Outcome {
     let facts = error_facts(body);
     let invalid_argument = |reason| {
         if facts.about_token && !facts.bad_request {
-            Outcome::InvalidToken {
-                reason,
-                since: None,
-            }
+            Outcome::InvalidToken { reason, since: None }
         } else {
             Outcome::Fatal { reason }
         }
     };
-    let quota = |reason| Outcome::Retry {
-        after: Some(retry_after(headers).unwrap_or(QUOTA_RETRY_AFTER)),
-        reason,
-    };
-    let retry = |reason| Outcome::Retry {
-        after: retry_after(headers),
-        reason,
-    };
+    let quota = |reason| Outcome::Retry { after: Some(retry_after(headers).unwrap_or(QUOTA_RETRY_AFTER)), reason };
+    let retry = |reason| Outcome::Retry { after: retry_after(headers), reason };
     match facts.error_code {
-        Some(reason @ "UNREGISTERED") => {
-            return Outcome::InvalidToken {
-                reason,
-                since: None,
-            }
-        }
+        Some(reason @ "UNREGISTERED") => return Outcome::InvalidToken { reason, since: None },
         Some(reason @ "INVALID_ARGUMENT") => return invalid_argument(reason),
         // A wrong credential answers this for every token: never prune on it.
-        Some(reason @ ("SENDER_ID_MISMATCH" | "THIRD_PARTY_AUTH_ERROR")) => {
-            return Outcome::Fatal { reason }
-        }
+        Some(reason @ ("SENDER_ID_MISMATCH" | "THIRD_PARTY_AUTH_ERROR")) => return Outcome::Fatal { reason },
         Some(reason @ "QUOTA_EXCEEDED") => return quota(reason),
         Some(reason @ ("UNAVAILABLE" | "INTERNAL")) => return retry(reason),
         // UNSPECIFIED_ERROR, or a code pushd does not know: the status decides.
@@ -499,19 +423,11 @@ fn outcome(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Outcome {
     match status {
         StatusCode::BAD_REQUEST => invalid_argument("INVALID_ARGUMENT"),
         // Only a 401 without an FCM errorCode means the access token itself was refused.
-        StatusCode::UNAUTHORIZED if !facts.has_error_code => Outcome::RefreshAuth {
-            reason: "UNAUTHENTICATED",
-        },
-        StatusCode::UNAUTHORIZED => Outcome::Fatal {
-            reason: "UNAUTHENTICATED",
-        },
-        StatusCode::FORBIDDEN => Outcome::Fatal {
-            reason: "PERMISSION_DENIED",
-        },
+        StatusCode::UNAUTHORIZED if !facts.has_error_code => Outcome::RefreshAuth { reason: "UNAUTHENTICATED" },
+        StatusCode::UNAUTHORIZED => Outcome::Fatal { reason: "UNAUTHENTICATED" },
+        StatusCode::FORBIDDEN => Outcome::Fatal { reason: "PERMISSION_DENIED" },
         // 404 without UNREGISTERED is a wrong URL or project, not a dead token: never prune.
-        StatusCode::NOT_FOUND => Outcome::Fatal {
-            reason: "NOT_FOUND",
-        },
+        StatusCode::NOT_FOUND => Outcome::Fatal { reason: "NOT_FOUND" },
         StatusCode::TOO_MANY_REQUESTS => quota("RESOURCE_EXHAUSTED"),
         StatusCode::INTERNAL_SERVER_ERROR => retry("INTERNAL"),
         StatusCode::SERVICE_UNAVAILABLE => retry("UNAVAILABLE"),
@@ -533,37 +449,22 @@ impl Vendor for Fcm {
     /// `200 {access_token, expires_in}` → the access token, refreshed [`REFRESH_MARGIN`] before
     /// it expires (never sooner than [`MIN_REFRESH_AFTER`]). 400/401 (bad key, disabled account)
     /// are Fatal for the credential; 5xx, 429 and an unreadable 200 are transient.
-    fn parse_auth(
-        &self,
-        status: StatusCode,
-        body: &[u8],
-        now: Timestamp,
-    ) -> Result<AuthToken, Outcome> {
+    fn parse_auth(&self, status: StatusCode, body: &[u8], now: Timestamp) -> Result<AuthToken, Outcome> {
         if status.is_success() {
             let answer = serde_json::from_slice::<TokenAnswer>(body)
                 .ok()
                 .filter(|a| !a.access_token.is_empty())
-                .ok_or(Outcome::Retry {
-                    after: None,
-                    reason: "auth_bad_answer",
-                })?;
-            let life =
-                chrono::Duration::try_seconds(answer.expires_in).unwrap_or(MIN_REFRESH_AFTER);
+                .ok_or(Outcome::Retry { after: None, reason: "auth_bad_answer" })?;
+            // Capped so that an absurd `expires_in` can neither overflow the clock arithmetic
+            // nor keep a token past what Google ever issues.
+            let life = chrono::Duration::seconds(answer.expires_in.clamp(0, MAX_TOKEN_LIFE_SECS));
             let refresh_after = (life - REFRESH_MARGIN).max(MIN_REFRESH_AFTER);
-            return Ok(AuthToken {
-                value: answer.access_token,
-                refresh_at: now + refresh_after,
-            });
+            return Ok(AuthToken { value: answer.access_token, refresh_at: now + refresh_after });
         }
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            Err(Outcome::Retry {
-                after: None,
-                reason: "auth_unavailable",
-            })
+            Err(Outcome::Retry { after: None, reason: "auth_unavailable" })
         } else {
-            Err(Outcome::Fatal {
-                reason: "auth_rejected",
-            })
+            Err(Outcome::Fatal { reason: "auth_rejected" })
         }
     }
 
@@ -599,9 +500,7 @@ impl Vendor for Fcm {
         _now: Timestamp,
     ) -> Result<VendorRequest, BuildError> {
         let [token] = tokens else {
-            return Err(BuildError::Payload(
-                "FCM takes exactly one token per request",
-            ));
+            return Err(BuildError::Payload("FCM takes exactly one token per request"));
         };
         let access = auth.ok_or(BuildError::Signing("FCM send needs an access token"))?;
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", access.value))
@@ -612,21 +511,10 @@ impl Vendor for Fcm {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let body = serde_json::to_vec(&self.message(push, token)?)
             .map_err(|_| BuildError::Payload("FCM message could not be encoded as JSON"))?;
-        Ok(VendorRequest {
-            method: Method::POST,
-            url: self.send_url.clone(),
-            headers,
-            body: Bytes::from(body),
-        })
+        Ok(VendorRequest { method: Method::POST, url: self.send_url.clone(), headers, body: Bytes::from(body) })
     }
 
-    fn classify(
-        &self,
-        tokens: &[Token],
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Vec<Outcome> {
+    fn classify(&self, tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
         let outcome = outcome(status, headers, body);
         vec![outcome; tokens.len()]
     }
@@ -641,19 +529,13 @@ mod tests {
     const FCM_TOKEN: &str = "fX3k9Qm2Tq6:APA91bH-demo_token";
 
     fn account_json() -> String {
-        std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config/demo/fcm-service-account.json"
-        ))
-        .expect("the demo service account is committed")
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo/fcm-service-account.json"))
+            .expect("the demo service account is committed")
     }
 
     fn public_pem() -> String {
-        std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config/demo/fcm-demo-key.pub.pem"
-        ))
-        .expect("the demo public key is committed")
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo/fcm-demo-key.pub.pem"))
+            .expect("the demo public key is committed")
     }
 
     fn account() -> ServiceAccount {
@@ -682,10 +564,7 @@ mod tests {
     }
 
     fn access() -> AuthToken {
-        AuthToken {
-            value: "ya29.demo".into(),
-            refresh_at: at(0),
-        }
+        AuthToken { value: "ya29.demo".into(), refresh_at: at(0) }
     }
 
     fn push(push_type: PushType) -> VendorPush {
@@ -695,25 +574,17 @@ mod tests {
             body: "See you at 3?".into(),
             badge: Some(7),
             sound: Some("default".into()),
-            priority: if push_type == PushType::Silent {
-                Priority::Normal
-            } else {
-                Priority::High
-            },
+            priority: if push_type == PushType::Silent { Priority::Normal } else { Priority::High },
             collapse_id: Some("conv-42".into()),
             ttl: Some(Duration::from_secs(3600)),
             created_at: at(1_767_225_600),
             thread_id: Some("conv-42".into()),
-            data: BTreeMap::from([
-                ("conv".to_string(), "42".to_string()),
-                ("msg".to_string(), "9f1c".to_string()),
-            ]),
+            data: BTreeMap::from([("conv".to_string(), "42".to_string()), ("msg".to_string(), "9f1c".to_string())]),
         }
     }
 
     fn send(fcm: &Fcm, p: &VendorPush) -> VendorRequest {
-        fcm.request(p, &[token()], Some(&access()), at(0))
-            .expect("request")
+        fcm.request(p, &[token()], Some(&access()), at(0)).expect("request")
     }
 
     fn body_json(req: &VendorRequest) -> Value {
@@ -725,23 +596,10 @@ mod tests {
         let fcm = fcm();
         let req = send(&fcm, &push(PushType::Alert));
         assert_eq!(req.method, Method::POST);
-        assert_eq!(
-            req.url.as_str(),
-            "https://fcm.googleapis.com/v1/projects/pushd-demo/messages:send"
-        );
-        assert_eq!(
-            req.headers.get("authorization").expect("auth"),
-            "Bearer ya29.demo"
-        );
-        assert!(req
-            .headers
-            .get("authorization")
-            .expect("auth")
-            .is_sensitive());
-        assert_eq!(
-            req.headers.get("content-type").expect("ct"),
-            "application/json"
-        );
+        assert_eq!(req.url.as_str(), "https://fcm.googleapis.com/v1/projects/pushd-demo/messages:send");
+        assert_eq!(req.headers.get("authorization").expect("auth"), "Bearer ya29.demo");
+        assert!(req.headers.get("authorization").expect("auth").is_sensitive());
+        assert_eq!(req.headers.get("content-type").expect("ct"), "application/json");
         assert_eq!(
             body_json(&req),
             json!({
@@ -818,27 +676,16 @@ mod tests {
     fn ttl_is_capped_at_fcms_four_week_maximum() {
         let mut p = push(PushType::Alert);
         p.ttl = Some(Duration::from_secs(60 * 86_400));
-        assert_eq!(
-            body_json(&send(&fcm(), &p))["message"]["android"]["ttl"],
-            "2419200s"
-        );
+        assert_eq!(body_json(&send(&fcm(), &p))["message"]["android"]["ttl"], "2419200s");
     }
 
     #[test]
     fn reserved_data_keys_are_refused() {
         let fcm = fcm();
-        for key in [
-            "from",
-            "message_type",
-            "google.c.a",
-            "gcm.notification.x",
-            "gcmx",
-        ] {
+        for key in ["from", "message_type", "google.c.a", "gcm.notification.x", "gcmx"] {
             let mut p = push(PushType::Alert);
             p.data.insert(key.into(), "x".into());
-            let err = fcm
-                .request(&p, &[token()], Some(&access()), at(0))
-                .expect_err(key);
+            let err = fcm.request(&p, &[token()], Some(&access()), at(0)).expect_err(key);
             assert!(matches!(err, BuildError::Payload(_)), "{key}");
             assert_eq!(fcm.payload_size(&p), usize::MAX, "{key}");
         }
@@ -848,14 +695,9 @@ mod tests {
     fn a_send_needs_an_access_token_and_exactly_one_token() {
         let fcm = fcm();
         let p = push(PushType::Alert);
-        assert!(matches!(
-            fcm.request(&p, &[token()], None, at(0)),
-            Err(BuildError::Signing(_))
-        ));
+        assert!(matches!(fcm.request(&p, &[token()], None, at(0)), Err(BuildError::Signing(_))));
         assert!(fcm.request(&p, &[], Some(&access()), at(0)).is_err());
-        assert!(fcm
-            .request(&p, &[token(), token()], Some(&access()), at(0))
-            .is_err());
+        assert!(fcm.request(&p, &[token(), token()], Some(&access()), at(0)).is_err());
         assert_eq!(fcm.max_batch(), 1);
     }
 
@@ -884,17 +726,10 @@ mod tests {
         let account = account();
         assert_eq!(req.method, Method::POST);
         assert_eq!(req.url.as_str(), account.token_uri);
-        assert_eq!(
-            req.headers.get("content-type").expect("ct"),
-            "application/x-www-form-urlencoded"
-        );
+        assert_eq!(req.headers.get("content-type").expect("ct"), "application/x-www-form-urlencoded");
         let body = std::str::from_utf8(&req.body).expect("utf-8");
-        assert!(body.starts_with(
-            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="
-        ));
-        let form: BTreeMap<String, String> = url::form_urlencoded::parse(&req.body)
-            .into_owned()
-            .collect();
+        assert!(body.starts_with("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="));
+        let form: BTreeMap<String, String> = url::form_urlencoded::parse(&req.body).into_owned().collect();
         assert_eq!(form.get("grant_type").map(String::as_str), Some(GRANT_TYPE));
         let assertion = form.get("assertion").expect("assertion");
 
@@ -907,8 +742,7 @@ mod tests {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.validate_exp = false;
         validation.set_audience(&[account.token_uri.as_str()]);
-        let data = jsonwebtoken::decode::<Value>(assertion, &key, &validation)
-            .expect("signature verifies");
+        let data = jsonwebtoken::decode::<Value>(assertion, &key, &validation).expect("signature verifies");
         assert_eq!(
             data.claims,
             json!({
@@ -925,93 +759,49 @@ mod tests {
     fn access_token_is_refreshed_five_minutes_before_it_expires() {
         let fcm = fcm();
         let now = at(1_767_225_600);
-        let body =
-            br#"{ "access_token": "ya29.c.b0Aa", "expires_in": 3599, "token_type": "Bearer" }"#;
+        let body = br#"{ "access_token": "ya29.c.b0Aa", "expires_in": 3599, "token_type": "Bearer" }"#;
         let token = fcm.parse_auth(StatusCode::OK, body, now).expect("token");
-        assert_eq!(
-            token,
-            AuthToken {
-                value: "ya29.c.b0Aa".into(),
-                refresh_at: now + chrono::Duration::seconds(3299)
-            }
-        );
+        assert_eq!(token, AuthToken { value: "ya29.c.b0Aa".into(), refresh_at: now + chrono::Duration::seconds(3299) });
     }
 
     #[test]
     fn a_short_lived_access_token_is_still_kept_thirty_seconds() {
         let now = at(1_767_225_600);
-        for expires_in in [0, 60, 330, -5] {
+        for expires_in in [0, 60, 330, -5, i64::MIN] {
             let body = format!(r#"{{"access_token":"a","expires_in":{expires_in}}}"#);
-            let token = fcm()
-                .parse_auth(StatusCode::OK, body.as_bytes(), now)
-                .expect("token");
-            assert_eq!(
-                token.refresh_at,
-                now + chrono::Duration::seconds(30),
-                "{expires_in}"
-            );
+            let token = fcm().parse_auth(StatusCode::OK, body.as_bytes(), now).expect("token");
+            assert_eq!(token.refresh_at, now + chrono::Duration::seconds(30), "{expires_in}");
         }
+    }
+
+    #[test]
+    fn an_absurd_token_life_is_capped_at_a_day() {
+        let now = at(1_767_225_600);
+        let body = format!(r#"{{"access_token":"a","expires_in":{}}}"#, i64::MAX);
+        let token = fcm().parse_auth(StatusCode::OK, body.as_bytes(), now).expect("token");
+        assert_eq!(token.refresh_at, now + chrono::Duration::seconds(86_400 - 300));
     }
 
     #[test]
     fn token_endpoint_errors_are_fatal_or_transient() {
         let fcm = fcm();
         let now = at(0);
-        let rejected = Outcome::Fatal {
-            reason: "auth_rejected",
-        };
+        let rejected = Outcome::Fatal { reason: "auth_rejected" };
         let cases: &[(u16, &str, Outcome)] = &[
-            (
-                400,
-                r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#,
-                rejected.clone(),
-            ),
-            (
-                401,
-                r#"{"error":"invalid_client","error_description":"The OAuth client was not found."}"#,
-                rejected,
-            ),
-            (
-                500,
-                "",
-                Outcome::Retry {
-                    after: None,
-                    reason: "auth_unavailable",
-                },
-            ),
-            (
-                503,
-                "",
-                Outcome::Retry {
-                    after: None,
-                    reason: "auth_unavailable",
-                },
-            ),
-            (
-                200,
-                "not json",
-                Outcome::Retry {
-                    after: None,
-                    reason: "auth_bad_answer",
-                },
-            ),
+            (400, r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#, rejected.clone()),
+            (401, r#"{"error":"invalid_client","error_description":"The OAuth client was not found."}"#, rejected),
+            (500, "", Outcome::Retry { after: None, reason: "auth_unavailable" }),
+            (503, "", Outcome::Retry { after: None, reason: "auth_unavailable" }),
+            (200, "not json", Outcome::Retry { after: None, reason: "auth_bad_answer" }),
             (
                 200,
                 r#"{"access_token":"","expires_in":3600}"#,
-                Outcome::Retry {
-                    after: None,
-                    reason: "auth_bad_answer",
-                },
+                Outcome::Retry { after: None, reason: "auth_bad_answer" },
             ),
         ];
         for (status, body, expected) in cases {
             let status = StatusCode::from_u16(*status).expect("status");
-            assert_eq!(
-                &fcm.parse_auth(status, body.as_bytes(), now)
-                    .expect_err("error"),
-                expected,
-                "{status}"
-            );
+            assert_eq!(&fcm.parse_auth(status, body.as_bytes(), now).expect_err("error"), expected, "{status}");
         }
     }
 
@@ -1027,19 +817,11 @@ mod tests {
         }
         let mut v = full.clone();
         v["token_uri"] = json!("not a url");
-        assert!(ServiceAccount::from_json(&v.to_string())
-            .expect_err("url")
-            .contains("token_uri"));
+        assert!(ServiceAccount::from_json(&v.to_string()).expect_err("url").contains("token_uri"));
         let mut v = full.clone();
         v.as_object_mut().expect("object").remove("private_key_id");
-        assert_eq!(
-            ServiceAccount::from_json(&v.to_string())
-                .expect("optional kid")
-                .private_key_id,
-            None
-        );
-        let err =
-            ServiceAccount::from_json("{ \"private_key\": \"-----BEGIN").expect_err("bad json");
+        assert_eq!(ServiceAccount::from_json(&v.to_string()).expect("optional kid").private_key_id, None);
+        let err = ServiceAccount::from_json("{ \"private_key\": \"-----BEGIN").expect_err("bad json");
         assert!(!err.contains("BEGIN"), "{err}");
         assert!(!format!("{:?}", account()).contains("BEGIN"));
     }
@@ -1047,8 +829,7 @@ mod tests {
     #[test]
     fn a_bad_private_key_fails_at_construction() {
         let mut account = account();
-        account.private_key =
-            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".into();
+        account.private_key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".into();
         let cfg = FcmConfig {
             endpoint: url::Url::parse("https://fcm.googleapis.com").expect("url"),
             account,
@@ -1061,10 +842,7 @@ mod tests {
     fn payload_size_counts_data_and_notification_strings_in_utf8_bytes() {
         let fcm = fcm();
         // data "conv"+"42" + "msg"+"9f1c" = 13; title 5 + body 13; channel 8 + tag 7.
-        assert_eq!(
-            fcm.payload_size(&push(PushType::Alert)),
-            13 + 5 + 13 + 8 + 7
-        );
+        assert_eq!(fcm.payload_size(&push(PushType::Alert)), 13 + 5 + 13 + 8 + 7);
         assert_eq!(fcm.payload_size(&push(PushType::Silent)), 13);
         // VoIP carries title and body as data keys and values.
         assert_eq!(fcm.payload_size(&push(PushType::Voip)), 13 + 5 + 5 + 4 + 13);
@@ -1126,101 +904,38 @@ mod tests {
     fn every_row_of_the_fcm_answer_table_maps_to_its_outcome() {
         use Outcome::*;
         let rows: Vec<(u16, String, Outcome)> = vec![
-            (
-                200,
-                r#"{"name":"projects/pushd-demo/messages/0:1767225600123456%abcd1234ef"}"#.into(),
-                Delivered,
-            ),
+            (200, r#"{"name":"projects/pushd-demo/messages/0:1767225600123456%abcd1234ef"}"#.into(), Delivered),
+            (400, INVALID_TOKEN_ANSWER.into(), InvalidToken { reason: "INVALID_ARGUMENT", since: None }),
+            (400, BAD_REQUEST_ANSWER.into(), Fatal { reason: "INVALID_ARGUMENT" }),
             (
                 400,
-                INVALID_TOKEN_ANSWER.into(),
-                InvalidToken {
-                    reason: "INVALID_ARGUMENT",
-                    since: None,
-                },
-            ),
-            (
-                400,
-                BAD_REQUEST_ANSWER.into(),
-                Fatal {
-                    reason: "INVALID_ARGUMENT",
-                },
-            ),
-            (
-                400,
-                google_error(
-                    400,
-                    "INVALID_ARGUMENT",
-                    "Message is too big",
-                    Some("INVALID_ARGUMENT"),
-                ),
-                Fatal {
-                    reason: "INVALID_ARGUMENT",
-                },
+                google_error(400, "INVALID_ARGUMENT", "Message is too big", Some("INVALID_ARGUMENT")),
+                Fatal { reason: "INVALID_ARGUMENT" },
             ),
             (
                 404,
-                google_error(
-                    404,
-                    "NOT_FOUND",
-                    "Requested entity was not found.",
-                    Some("UNREGISTERED"),
-                ),
-                InvalidToken {
-                    reason: "UNREGISTERED",
-                    since: None,
-                },
+                google_error(404, "NOT_FOUND", "Requested entity was not found.", Some("UNREGISTERED")),
+                InvalidToken { reason: "UNREGISTERED", since: None },
             ),
             (
                 403,
-                google_error(
-                    403,
-                    "PERMISSION_DENIED",
-                    "SenderId mismatch",
-                    Some("SENDER_ID_MISMATCH"),
-                ),
-                Fatal {
-                    reason: "SENDER_ID_MISMATCH",
-                },
+                google_error(403, "PERMISSION_DENIED", "SenderId mismatch", Some("SENDER_ID_MISMATCH")),
+                Fatal { reason: "SENDER_ID_MISMATCH" },
             ),
             (
                 429,
-                google_error(
-                    429,
-                    "RESOURCE_EXHAUSTED",
-                    "Quota exceeded.",
-                    Some("QUOTA_EXCEEDED"),
-                ),
-                Retry {
-                    after: Some(Duration::from_secs(60)),
-                    reason: "QUOTA_EXCEEDED",
-                },
+                google_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded.", Some("QUOTA_EXCEEDED")),
+                Retry { after: Some(Duration::from_secs(60)), reason: "QUOTA_EXCEEDED" },
             ),
             (
                 503,
-                google_error(
-                    503,
-                    "UNAVAILABLE",
-                    "The service is currently unavailable.",
-                    Some("UNAVAILABLE"),
-                ),
-                Retry {
-                    after: None,
-                    reason: "UNAVAILABLE",
-                },
+                google_error(503, "UNAVAILABLE", "The service is currently unavailable.", Some("UNAVAILABLE")),
+                Retry { after: None, reason: "UNAVAILABLE" },
             ),
             (
                 500,
-                google_error(
-                    500,
-                    "INTERNAL",
-                    "Internal error encountered.",
-                    Some("INTERNAL"),
-                ),
-                Retry {
-                    after: None,
-                    reason: "INTERNAL",
-                },
+                google_error(500, "INTERNAL", "Internal error encountered.", Some("INTERNAL")),
+                Retry { after: None, reason: "INTERNAL" },
             ),
             (
                 401,
@@ -1230,50 +945,20 @@ mod tests {
                     "Auth error from APNS or Web Push Service",
                     Some("THIRD_PARTY_AUTH_ERROR"),
                 ),
-                Fatal {
-                    reason: "THIRD_PARTY_AUTH_ERROR",
-                },
+                Fatal { reason: "THIRD_PARTY_AUTH_ERROR" },
             ),
             (
                 401,
-                google_error(
-                    401,
-                    "UNAUTHENTICATED",
-                    "Request had invalid authentication credentials.",
-                    None,
-                ),
-                RefreshAuth {
-                    reason: "UNAUTHENTICATED",
-                },
+                google_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.", None),
+                RefreshAuth { reason: "UNAUTHENTICATED" },
             ),
             (
                 403,
-                google_error(
-                    403,
-                    "PERMISSION_DENIED",
-                    "Permission 'cloudmessaging.messages.create' denied",
-                    None,
-                ),
-                Fatal {
-                    reason: "PERMISSION_DENIED",
-                },
+                google_error(403, "PERMISSION_DENIED", "Permission 'cloudmessaging.messages.create' denied", None),
+                Fatal { reason: "PERMISSION_DENIED" },
             ),
-            (
-                502,
-                "<html>Bad Gateway</html>".into(),
-                Retry {
-                    after: None,
-                    reason: "unknown",
-                },
-            ),
-            (
-                504,
-                "".into(),
-                Retry {
-                    after: None,
-                    reason: "unknown",
-                },
-            ),
+            (502, "<html>Bad Gateway</html>".into(), Retry { after: None, reason: "unknown" }),
+            (504, "".into(), Retry { after: None, reason: "unknown" }),
             (418, "".into(), Fatal { reason: "unknown" }),
         ];
         for (status, body, expected) in rows {
@@ -1283,66 +968,28 @@ mod tests {
 
     #[test]
     fn a_token_complaint_without_an_error_code_still_prunes_but_a_bare_400_does_not() {
-        let body = google_error(
-            400,
-            "INVALID_ARGUMENT",
-            "The registration token is not a valid FCM registration token",
-            None,
-        );
-        assert_eq!(
-            answer(400, &body),
-            Outcome::InvalidToken {
-                reason: "INVALID_ARGUMENT",
-                since: None
-            }
-        );
-        assert_eq!(
-            answer(400, ""),
-            Outcome::Fatal {
-                reason: "INVALID_ARGUMENT"
-            }
-        );
+        let body =
+            google_error(400, "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token", None);
+        assert_eq!(answer(400, &body), Outcome::InvalidToken { reason: "INVALID_ARGUMENT", since: None });
+        assert_eq!(answer(400, ""), Outcome::Fatal { reason: "INVALID_ARGUMENT" });
     }
 
     #[test]
     fn a_404_without_unregistered_never_prunes() {
         let body = google_error(404, "NOT_FOUND", "Requested entity was not found.", None);
-        assert_eq!(
-            answer(404, &body),
-            Outcome::Fatal {
-                reason: "NOT_FOUND"
-            }
-        );
+        assert_eq!(answer(404, &body), Outcome::Fatal { reason: "NOT_FOUND" });
     }
 
     #[test]
     fn an_unknown_error_code_falls_back_to_the_status() {
         let body = google_error(500, "INTERNAL", "x", Some("UNSPECIFIED_ERROR"));
-        assert_eq!(
-            answer(500, &body),
-            Outcome::Retry {
-                after: None,
-                reason: "INTERNAL"
-            }
-        );
+        assert_eq!(answer(500, &body), Outcome::Retry { after: None, reason: "INTERNAL" });
         let body = google_error(429, "RESOURCE_EXHAUSTED", "x", Some("SOMETHING_NEW"));
-        assert_eq!(
-            answer(429, &body),
-            Outcome::Retry {
-                after: Some(QUOTA_RETRY_AFTER),
-                reason: "RESOURCE_EXHAUSTED"
-            }
-        );
+        assert_eq!(answer(429, &body), Outcome::Retry { after: Some(QUOTA_RETRY_AFTER), reason: "RESOURCE_EXHAUSTED" });
         // Only a 401 with no errorCode at all is a refused access token.
         for code in ["SOMETHING_NEW", "UNSPECIFIED_ERROR"] {
             let body = google_error(401, "UNAUTHENTICATED", "x", Some(code));
-            assert_eq!(
-                answer(401, &body),
-                Outcome::Fatal {
-                    reason: "UNAUTHENTICATED"
-                },
-                "{code}"
-            );
+            assert_eq!(answer(401, &body), Outcome::Fatal { reason: "UNAUTHENTICATED" }, "{code}");
         }
     }
 
@@ -1351,40 +998,14 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("12"));
         let after = Some(Duration::from_secs(12));
-        let quota = google_error(
-            429,
-            "RESOURCE_EXHAUSTED",
-            "Quota exceeded.",
-            Some("QUOTA_EXCEEDED"),
-        );
-        assert_eq!(
-            answer_with(429, &headers, &quota),
-            Outcome::Retry {
-                after,
-                reason: "QUOTA_EXCEEDED"
-            }
-        );
+        let quota = google_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded.", Some("QUOTA_EXCEEDED"));
+        assert_eq!(answer_with(429, &headers, &quota), Outcome::Retry { after, reason: "QUOTA_EXCEEDED" });
         let unavailable = google_error(503, "UNAVAILABLE", "x", Some("UNAVAILABLE"));
-        assert_eq!(
-            answer_with(503, &headers, &unavailable),
-            Outcome::Retry {
-                after,
-                reason: "UNAVAILABLE"
-            }
-        );
-        assert_eq!(
-            answer_with(500, &headers, ""),
-            Outcome::Retry {
-                after,
-                reason: "INTERNAL"
-            }
-        );
+        assert_eq!(answer_with(503, &headers, &unavailable), Outcome::Retry { after, reason: "UNAVAILABLE" });
+        assert_eq!(answer_with(500, &headers, ""), Outcome::Retry { after, reason: "INTERNAL" });
         assert_eq!(
             answer(429, ""),
-            Outcome::Retry {
-                after: Some(Duration::from_secs(60)),
-                reason: "RESOURCE_EXHAUSTED"
-            }
+            Outcome::Retry { after: Some(Duration::from_secs(60)), reason: "RESOURCE_EXHAUSTED" }
         );
     }
 }

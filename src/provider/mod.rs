@@ -99,7 +99,7 @@ pub struct VendorPush {
     /// Conversation id, for grouping (`thread-id`, notification tag).
     pub thread_id: Option<String>,
     /// Custom data for deep links: message id (`msg`), conversation id (`conv`), sender
-    /// (`from`), and the message's own `push.data`.
+    /// (`sender`), and the message's own `push.data`.
     pub data: BTreeMap<String, String>,
 }
 

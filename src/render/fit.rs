@@ -140,13 +140,7 @@ mod tests {
         ) -> Result<VendorRequest, BuildError> {
             Err(BuildError::Payload("not used in render tests"))
         }
-        fn classify(
-            &self,
-            tokens: &[Token],
-            _: StatusCode,
-            _: &HeaderMap,
-            _: &[u8],
-        ) -> Vec<Outcome> {
+        fn classify(&self, tokens: &[Token], _: StatusCode, _: &HeaderMap, _: &[u8]) -> Vec<Outcome> {
             vec![Outcome::Delivered; tokens.len()]
         }
     }

@@ -25,9 +25,7 @@ mod texts;
 
 pub use fit::{fit, truncate_chars};
 pub use push::{build_push, DATA_CONVERSATION, DATA_MESSAGE, DATA_SENDER};
-pub use template::{
-    LocalizedText, TemplateConfig, TemplateError, Templates, DEFAULT_TEMPLATE, DETAIL_TEMPLATE,
-};
+pub use template::{LocalizedText, TemplateConfig, TemplateError, Templates, DEFAULT_TEMPLATE, DETAIL_TEMPLATE};
 pub use texts::RenderTexts;
 
 use crate::model::{Message, UserId};

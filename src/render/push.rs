@@ -13,7 +13,7 @@ pub const DATA_MESSAGE: &str = "msg";
 /// Deep-link data key for the conversation id; wins over a custom key of the same name.
 pub const DATA_CONVERSATION: &str = "conv";
 /// Deep-link data key for the sender id; wins over a custom key of the same name.
-pub const DATA_SENDER: &str = "from";
+pub const DATA_SENDER: &str = "sender";
 
 /// Builds the vendor-neutral push for one recipient from the message and rendered text.
 ///
@@ -24,17 +24,11 @@ pub const DATA_SENDER: &str = "from";
 pub fn build_push(message: &Message, rendered: Rendered, badge: u32, now: Timestamp) -> VendorPush {
     let push_type = message.push.push_type.unwrap_or(PushType::Alert);
     let alert = push_type == PushType::Alert;
-    let (title, body) = if push_type == PushType::Silent {
-        Default::default()
-    } else {
-        (rendered.title, rendered.body)
-    };
+    let (title, body) =
+        if push_type == PushType::Silent { Default::default() } else { (rendered.title, rendered.body) };
     let mut data = message.push.data.clone();
     data.insert(DATA_MESSAGE.to_owned(), message.id.as_str().to_owned());
-    data.insert(
-        DATA_CONVERSATION.to_owned(),
-        message.conversation.id.as_str().to_owned(),
-    );
+    data.insert(DATA_CONVERSATION.to_owned(), message.conversation.id.as_str().to_owned());
     data.insert(DATA_SENDER.to_owned(), message.from.id.as_str().to_owned());
     VendorPush {
         push_type,
@@ -65,10 +59,7 @@ mod tests {
     use crate::render::test_support::{at, message};
 
     fn rendered() -> Rendered {
-        Rendered {
-            title: "Alice".to_owned(),
-            body: "hi".to_owned(),
-        }
+        Rendered { title: "Alice".to_owned(), body: "hi".to_owned() }
     }
 
     #[test]
@@ -114,19 +105,15 @@ mod tests {
         let mut msg = message(MessageKind::Text, Some("hi"));
         msg.push.data = BTreeMap::from([
             ("msg".to_owned(), "forged".to_owned()),
-            ("from".to_owned(), "mallory".to_owned()),
+            ("sender".to_owned(), "mallory".to_owned()),
             ("route".to_owned(), "/chat/team-1".to_owned()),
         ]);
         let push = build_push(&msg, rendered(), 0, at());
-        let expected: BTreeMap<String, String> = [
-            ("msg", "m-1"),
-            ("conv", "team-1"),
-            ("from", "alice"),
-            ("route", "/chat/team-1"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+        let expected: BTreeMap<String, String> =
+            [("msg", "m-1"), ("conv", "team-1"), ("sender", "alice"), ("route", "/chat/team-1")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
         assert_eq!(push.data, expected);
     }
 }

@@ -49,10 +49,7 @@ pub struct LocalizedText {
 pub enum TemplateError {
     /// A `{name}` that is not one of the known placeholders.
     #[error("template {template}: unknown placeholder {{{placeholder}}}")]
-    UnknownPlaceholder {
-        template: String,
-        placeholder: String,
-    },
+    UnknownPlaceholder { template: String, placeholder: String },
     /// Custom templates may not take a built-in's name (`default`, `detail`), nor a name that is
     /// not a valid template name.
     #[error("template {0}: name reserved for a built-in or not a valid template name")]
@@ -131,18 +128,12 @@ impl Pattern {
                         match chars.next() {
                             Some('}') => break,
                             Some(c) => name.push(c),
-                            None => {
-                                return Err(TemplateError::Unclosed {
-                                    template: path.to_owned(),
-                                })
-                            }
+                            None => return Err(TemplateError::Unclosed { template: path.to_owned() }),
                         }
                     }
-                    let placeholder = Placeholder::parse(&name).ok_or_else(|| {
-                        TemplateError::UnknownPlaceholder {
-                            template: path.to_owned(),
-                            placeholder: name,
-                        }
+                    let placeholder = Placeholder::parse(&name).ok_or_else(|| TemplateError::UnknownPlaceholder {
+                        template: path.to_owned(),
+                        placeholder: name,
                     })?;
                     if !literal.is_empty() {
                         segments.push(Segment::Literal(std::mem::take(&mut literal)));
@@ -189,27 +180,20 @@ impl Custom {
     /// Parses every text of `config`, collecting all errors.
     fn parse(name: &str, config: &TemplateConfig) -> Result<Self, Vec<TemplateError>> {
         let mut errors = Vec::new();
-        let mut parse =
-            |text: &str, path: String| Pattern::parse(text, &path).map_err(|e| errors.push(e)).ok();
+        let mut parse = |text: &str, path: String| Pattern::parse(text, &path).map_err(|e| errors.push(e)).ok();
         let title = parse(&config.title, format!("{name}.title"));
         let body = parse(&config.body, format!("{name}.body"));
         let mut locales = BTreeMap::new();
         for (locale, text) in &config.locales {
             let mut localized = |field: &Option<String>, which: &str| {
-                field
-                    .as_deref()
-                    .and_then(|t| parse(t, format!("{name}.locales.{locale}.{which}")))
+                field.as_deref().and_then(|t| parse(t, format!("{name}.locales.{locale}.{which}")))
             };
             let title = localized(&text.title, "title");
             let body = localized(&text.body, "body");
             locales.insert(locale.clone(), LocalizedPatterns { title, body });
         }
         match (title, body) {
-            (Some(title), Some(body)) if errors.is_empty() => Ok(Self {
-                title,
-                body,
-                locales,
-            }),
+            (Some(title), Some(body)) if errors.is_empty() => Ok(Self { title, body, locales }),
             _ => Err(errors),
         }
     }
@@ -217,15 +201,11 @@ impl Custom {
     /// Title and body for `locale`, each field falling back on its own.
     fn render(&self, values: &Values<'_>) -> Rendered {
         let localized = |pick: fn(&LocalizedPatterns) -> Option<&Pattern>| {
-            locale_candidates(values.ctx.locale)
-                .find_map(|key| self.locales.get(key.as_ref()).and_then(pick))
+            locale_candidates(values.ctx.locale).find_map(|key| self.locales.get(key.as_ref()).and_then(pick))
         };
         let title = localized(|l| l.title.as_ref()).unwrap_or(&self.title);
         let body = localized(|l| l.body.as_ref()).unwrap_or(&self.body);
-        Rendered {
-            title: title.render(values),
-            body: body.render(values),
-        }
+        Rendered { title: title.render(values), body: body.render(values) }
     }
 }
 
@@ -273,9 +253,7 @@ impl Values<'_> {
     fn preview(&self) -> Cow<'_, str> {
         let msg = self.message();
         match non_empty(msg.text.as_deref()) {
-            Some(text) if msg.kind == MessageKind::Text => {
-                Cow::Owned(truncate_chars(text, self.texts.preview_chars))
-            }
+            Some(text) if msg.kind == MessageKind::Text => Cow::Owned(truncate_chars(text, self.texts.preview_chars)),
             _ => Cow::Borrowed(self.texts.kind_label(msg.kind, self.ctx.locale)),
         }
     }
@@ -299,10 +277,7 @@ pub struct Templates {
 impl Templates {
     /// Parses the operator's texts and custom templates; returns every problem found, not just
     /// the first.
-    pub fn new(
-        texts: RenderTexts,
-        custom: &BTreeMap<String, TemplateConfig>,
-    ) -> Result<Self, Vec<TemplateError>> {
+    pub fn new(texts: RenderTexts, custom: &BTreeMap<String, TemplateConfig>) -> Result<Self, Vec<TemplateError>> {
         let mut errors = Vec::new();
         let mut group_titles = BTreeMap::new();
         for (locale, text) in &texts.group_title {
@@ -338,12 +313,7 @@ impl Templates {
             }
         }
         if errors.is_empty() {
-            Ok(Self {
-                texts,
-                group_titles,
-                group_title_builtin,
-                custom: templates,
-            })
+            Ok(Self { texts, group_titles, group_title_builtin, custom: templates })
         } else {
             Err(errors)
         }
@@ -361,18 +331,14 @@ impl Templates {
         }
         // Cannot panic: `Custom::parse` fails only after recording at least one error. The
         // admin API shows the first.
-        let parsed =
-            Custom::parse(name.as_str(), &t).map_err(|mut errors| errors.swap_remove(0))?;
+        let parsed = Custom::parse(name.as_str(), &t).map_err(|mut errors| errors.swap_remove(0))?;
         self.custom.insert(name, parsed);
         Ok(())
     }
 
     /// Renders template `name`; an unknown name renders `default`.
     pub fn render(&self, name: &TemplateName, ctx: &RenderContext<'_>) -> Rendered {
-        let values = Values {
-            ctx,
-            texts: &self.texts,
-        };
+        let values = Values { ctx, texts: &self.texts };
         match name.as_str() {
             DETAIL_TEMPLATE => self.render_detail(&values),
             DEFAULT_TEMPLATE => self.render_default(&values),
@@ -396,10 +362,7 @@ impl Templates {
     ) -> Rendered {
         let (title, body) = (message.push.title.as_ref(), message.push.body.as_ref());
         if let (Some(title), Some(body)) = (title, body) {
-            return Rendered {
-                title: title.clone(),
-                body: body.clone(),
-            };
+            return Rendered { title: title.clone(), body: body.clone() };
         }
         let name = [message.push.template.as_ref(), user_template]
             .into_iter()
@@ -417,16 +380,13 @@ impl Templates {
     }
 
     fn render_default(&self, values: &Values<'_>) -> Rendered {
-        Rendered {
-            title: self.texts.app_name.clone(),
-            body: self.texts.new_message(values.ctx.locale).to_owned(),
-        }
+        Rendered { title: self.texts.app_name.clone(), body: self.texts.new_message(values.ctx.locale).to_owned() }
     }
 
     fn render_detail(&self, values: &Values<'_>) -> Rendered {
         let conversation = &values.message().conversation;
-        let named_group = conversation.kind != ConversationKind::Single
-            && non_empty(conversation.name.as_deref()).is_some();
+        let named_group =
+            conversation.kind != ConversationKind::Single && non_empty(conversation.name.as_deref()).is_some();
         let title = if named_group {
             lookup_with_fallback(&self.group_titles, values.ctx.locale)
                 .unwrap_or(&self.group_title_builtin)
@@ -434,10 +394,7 @@ impl Templates {
         } else {
             values.sender_name().to_owned()
         };
-        Rendered {
-            title,
-            body: values.preview().into_owned(),
-        }
+        Rendered { title, body: values.preview().into_owned() }
     }
 }
 
@@ -461,18 +418,11 @@ mod tests {
     use crate::render::texts::GROUP_TITLE;
 
     fn custom(title: &str, body: &str) -> TemplateConfig {
-        TemplateConfig {
-            title: title.to_owned(),
-            body: body.to_owned(),
-            locales: BTreeMap::new(),
-        }
+        TemplateConfig { title: title.to_owned(), body: body.to_owned(), locales: BTreeMap::new() }
     }
 
     fn with_custom(templates: &[(&str, TemplateConfig)]) -> Templates {
-        let map = templates
-            .iter()
-            .map(|(n, t)| ((*n).to_owned(), t.clone()))
-            .collect();
+        let map = templates.iter().map(|(n, t)| ((*n).to_owned(), t.clone())).collect();
         Templates::new(RenderTexts::default(), &map).expect("valid templates")
     }
 
@@ -508,21 +458,9 @@ mod tests {
     fn placeholders_mix_with_literal_text() {
         let mut msg = message(MessageKind::Image, None);
         msg.from.name = Some("Alice".to_owned());
-        let t = with_custom(&[(
-            "t",
-            custom(
-                "{sender_name} ({badge})",
-                "{sender_name}: {text} – {count} new",
-            ),
-        )]);
+        let t = with_custom(&[("t", custom("{sender_name} ({badge})", "{sender_name}: {text} – {count} new"))]);
         let r = t.render(&name("t"), &ctx(&msg, None, 2, 1));
-        assert_eq!(
-            r,
-            Rendered {
-                title: "Alice (2)".to_owned(),
-                body: "Alice: [Image] – 1 new".to_owned()
-            }
-        );
+        assert_eq!(r, Rendered { title: "Alice (2)".to_owned(), body: "Alice: [Image] – 1 new".to_owned() });
     }
 
     #[test]
@@ -556,36 +494,20 @@ mod tests {
     #[test]
     fn unknown_placeholder_is_rejected_at_load_with_every_problem_listed() {
         let mut bad = custom("{sender}", "{txt} and {badge}");
-        bad.locales.insert(
-            "zh".to_owned(),
-            LocalizedText {
-                title: Some("{名字}".to_owned()),
-                body: None,
-            },
-        );
-        let map = BTreeMap::from([
-            ("bad".to_owned(), bad),
-            ("fine".to_owned(), custom("{sender}", "{text}")),
-        ]);
-        let errors =
-            Templates::new(RenderTexts::default(), &map).expect_err("unknown placeholders");
+        bad.locales.insert("zh".to_owned(), LocalizedText { title: Some("{名字}".to_owned()), body: None });
+        let map = BTreeMap::from([("bad".to_owned(), bad), ("fine".to_owned(), custom("{sender}", "{text}"))]);
+        let errors = Templates::new(RenderTexts::default(), &map).expect_err("unknown placeholders");
         assert_eq!(
             errors,
             vec![
-                TemplateError::UnknownPlaceholder {
-                    template: "bad.body".to_owned(),
-                    placeholder: "txt".to_owned()
-                },
+                TemplateError::UnknownPlaceholder { template: "bad.body".to_owned(), placeholder: "txt".to_owned() },
                 TemplateError::UnknownPlaceholder {
                     template: "bad.locales.zh.title".to_owned(),
                     placeholder: "名字".to_owned()
                 },
             ]
         );
-        assert_eq!(
-            errors[0].to_string(),
-            "template bad.body: unknown placeholder {txt}"
-        );
+        assert_eq!(errors[0].to_string(), "template bad.body: unknown placeholder {txt}");
     }
 
     #[test]
@@ -611,13 +533,8 @@ mod tests {
         assert_eq!(
             errors,
             vec![
-                TemplateError::Unclosed {
-                    template: "t.title".to_owned()
-                },
-                TemplateError::UnknownPlaceholder {
-                    template: "t.body".to_owned(),
-                    placeholder: String::new()
-                },
+                TemplateError::Unclosed { template: "t.title".to_owned() },
+                TemplateError::UnknownPlaceholder { template: "t.body".to_owned(), placeholder: String::new() },
             ]
         );
     }
@@ -628,10 +545,7 @@ mod tests {
         let errors = Templates::new(RenderTexts::default(), &map).expect_err("reserved");
         assert_eq!(errors, vec![TemplateError::Reserved("detail".to_owned())]);
         let mut t = builtins();
-        assert_eq!(
-            t.upsert(name("default"), custom("a", "b")),
-            Err(TemplateError::Reserved("default".to_owned()))
-        );
+        assert_eq!(t.upsert(name("default"), custom("a", "b")), Err(TemplateError::Reserved("default".to_owned())));
     }
 
     #[test]
@@ -639,33 +553,20 @@ mod tests {
         let msg = message(MessageKind::Text, Some("hi"));
         let mut t = builtins();
         assert!(!t.contains(&name("promo")));
-        t.upsert(name("promo"), custom("v1 {sender}", ""))
-            .expect("valid");
+        t.upsert(name("promo"), custom("v1 {sender}", "")).expect("valid");
         assert!(t.contains(&name("promo")));
-        t.upsert(name("promo"), custom("v2 {sender}", ""))
-            .expect("valid");
-        let err = t
-            .upsert(name("promo"), custom("v3 {nope}", ""))
-            .expect_err("unknown placeholder");
+        t.upsert(name("promo"), custom("v2 {sender}", "")).expect("valid");
+        let err = t.upsert(name("promo"), custom("v3 {nope}", "")).expect_err("unknown placeholder");
         assert_eq!(
             err,
-            TemplateError::UnknownPlaceholder {
-                template: "promo.title".to_owned(),
-                placeholder: "nope".to_owned()
-            }
+            TemplateError::UnknownPlaceholder { template: "promo.title".to_owned(), placeholder: "nope".to_owned() }
         );
-        assert_eq!(
-            t.render(&name("promo"), &ctx(&msg, None, 0, 0)).title,
-            "v2 alice"
-        );
+        assert_eq!(t.render(&name("promo"), &ctx(&msg, None, 0, 0)).title, "v2 alice");
     }
 
     #[test]
     fn built_in_group_title_matches_its_documented_text() {
-        assert_eq!(
-            Pattern::parse(GROUP_TITLE, "detail.group_title"),
-            Ok(builtin_group_title())
-        );
+        assert_eq!(Pattern::parse(GROUP_TITLE, "detail.group_title"), Ok(builtin_group_title()));
     }
 
     #[test]
@@ -680,13 +581,7 @@ mod tests {
     fn unknown_template_name_falls_back_to_default() {
         let msg = message(MessageKind::Text, Some("secret"));
         let r = builtins().render(&name("missing"), &ctx(&msg, None, 1, 1));
-        assert_eq!(
-            r,
-            Rendered {
-                title: "pushd".to_owned(),
-                body: "You have a new message".to_owned()
-            }
-        );
+        assert_eq!(r, Rendered { title: "pushd".to_owned(), body: "You have a new message".to_owned() });
     }
 
     #[test]
@@ -708,60 +603,23 @@ mod tests {
         assert_eq!(body(Some("zh")), "您有一条新消息");
         assert_eq!(body(Some("fr")), "New message");
         assert_eq!(body(None), "New message");
-        assert_eq!(
-            t.render(&name("default"), &ctx(&msg, None, 0, 0)).title,
-            "Chat"
-        );
+        assert_eq!(t.render(&name("default"), &ctx(&msg, None, 0, 0)).title, "Chat");
     }
 
     #[test]
     fn custom_template_locales_override_each_field_with_fallback() {
         let mut config = custom("{sender_name} wrote", "{text}");
-        config.locales.insert(
-            "zh".to_owned(),
-            LocalizedText {
-                title: Some("{sender_name} 发来消息".to_owned()),
-                body: None,
-            },
-        );
-        config.locales.insert(
-            "zh-TW".to_owned(),
-            LocalizedText {
-                title: None,
-                body: Some("訊息：{text}".to_owned()),
-            },
-        );
+        config
+            .locales
+            .insert("zh".to_owned(), LocalizedText { title: Some("{sender_name} 发来消息".to_owned()), body: None });
+        config.locales.insert("zh-TW".to_owned(), LocalizedText { title: None, body: Some("訊息：{text}".to_owned()) });
         let t = with_custom(&[("t", config)]);
         let msg = message(MessageKind::Text, Some("hi"));
         let render = |locale| t.render(&name("t"), &ctx(&msg, locale, 0, 0));
-        assert_eq!(
-            render(Some("zh-TW")),
-            Rendered {
-                title: "alice 发来消息".to_owned(),
-                body: "訊息：hi".to_owned()
-            }
-        );
-        assert_eq!(
-            render(Some("zh-CN")),
-            Rendered {
-                title: "alice 发来消息".to_owned(),
-                body: "hi".to_owned()
-            }
-        );
-        assert_eq!(
-            render(Some("en-US")),
-            Rendered {
-                title: "alice wrote".to_owned(),
-                body: "hi".to_owned()
-            }
-        );
-        assert_eq!(
-            render(None),
-            Rendered {
-                title: "alice wrote".to_owned(),
-                body: "hi".to_owned()
-            }
-        );
+        assert_eq!(render(Some("zh-TW")), Rendered { title: "alice 发来消息".to_owned(), body: "訊息：hi".to_owned() });
+        assert_eq!(render(Some("zh-CN")), Rendered { title: "alice 发来消息".to_owned(), body: "hi".to_owned() });
+        assert_eq!(render(Some("en-US")), Rendered { title: "alice wrote".to_owned(), body: "hi".to_owned() });
+        assert_eq!(render(None), Rendered { title: "alice wrote".to_owned(), body: "hi".to_owned() });
     }
 
     #[test]
@@ -789,37 +647,20 @@ mod tests {
     #[test]
     fn detail_preview_uses_localised_kind_labels() {
         let mut texts = RenderTexts::default();
-        texts
-            .kinds
-            .entry("image".to_owned())
-            .or_default()
-            .insert("zh".to_owned(), "[图片]".to_owned());
+        texts.kinds.entry("image".to_owned()).or_default().insert("zh".to_owned(), "[图片]".to_owned());
         let t = Templates::new(texts, &BTreeMap::new()).expect("valid");
         let msg = message(MessageKind::Image, None);
-        assert_eq!(
-            t.render(&name("detail"), &ctx(&msg, Some("zh-CN"), 0, 0))
-                .body,
-            "[图片]"
-        );
-        assert_eq!(
-            t.render(&name("detail"), &ctx(&msg, Some("de"), 0, 0)).body,
-            "[Image]"
-        );
+        assert_eq!(t.render(&name("detail"), &ctx(&msg, Some("zh-CN"), 0, 0)).body, "[图片]");
+        assert_eq!(t.render(&name("detail"), &ctx(&msg, Some("de"), 0, 0)).body, "[Image]");
     }
 
     #[test]
     fn detail_title_is_the_display_name_or_the_sender_id() {
         let t = builtins();
         let mut msg = message(MessageKind::Text, Some("hi"));
-        assert_eq!(
-            t.render(&name("detail"), &ctx(&msg, None, 0, 0)).title,
-            "alice"
-        );
+        assert_eq!(t.render(&name("detail"), &ctx(&msg, None, 0, 0)).title, "alice");
         msg.from.name = Some("Alice".to_owned());
-        assert_eq!(
-            t.render(&name("detail"), &ctx(&msg, None, 0, 0)).title,
-            "Alice"
-        );
+        assert_eq!(t.render(&name("detail"), &ctx(&msg, None, 0, 0)).title, "Alice");
     }
 
     #[test]
@@ -829,46 +670,25 @@ mod tests {
         msg.from.name = Some("Alice".to_owned());
         msg.conversation.name = Some("Team".to_owned());
         // A name on a single chat is ignored: the sender is the conversation.
-        assert_eq!(
-            t.render(&name("detail"), &ctx(&msg, None, 0, 0)).title,
-            "Alice"
-        );
+        assert_eq!(t.render(&name("detail"), &ctx(&msg, None, 0, 0)).title, "Alice");
         for kind in [ConversationKind::Group, ConversationKind::Chatroom] {
             msg.conversation.kind = kind;
-            assert_eq!(
-                t.render(&name("detail"), &ctx(&msg, None, 0, 0)).title,
-                "Alice in Team",
-                "{kind}"
-            );
+            assert_eq!(t.render(&name("detail"), &ctx(&msg, None, 0, 0)).title, "Alice in Team", "{kind}");
         }
         msg.conversation.name = None;
-        assert_eq!(
-            t.render(&name("detail"), &ctx(&msg, None, 0, 0)).title,
-            "Alice"
-        );
+        assert_eq!(t.render(&name("detail"), &ctx(&msg, None, 0, 0)).title, "Alice");
     }
 
     #[test]
     fn detail_group_title_is_localised() {
         let mut texts = RenderTexts::default();
-        texts.group_title.insert(
-            "zh".to_owned(),
-            "{sender_name}（{conversation_name}）".to_owned(),
-        );
+        texts.group_title.insert("zh".to_owned(), "{sender_name}（{conversation_name}）".to_owned());
         let t = Templates::new(texts, &BTreeMap::new()).expect("valid");
         let mut msg = message(MessageKind::Text, Some("hi"));
         msg.conversation.kind = ConversationKind::Group;
         msg.conversation.name = Some("项目组".to_owned());
-        assert_eq!(
-            t.render(&name("detail"), &ctx(&msg, Some("zh-Hans"), 0, 0))
-                .title,
-            "alice（项目组）"
-        );
-        assert_eq!(
-            t.render(&name("detail"), &ctx(&msg, Some("ja"), 0, 0))
-                .title,
-            "alice in 项目组"
-        );
+        assert_eq!(t.render(&name("detail"), &ctx(&msg, Some("zh-Hans"), 0, 0)).title, "alice（项目组）");
+        assert_eq!(t.render(&name("detail"), &ctx(&msg, Some("ja"), 0, 0)).title, "alice in 项目组");
     }
 
     #[test]
@@ -878,19 +698,8 @@ mod tests {
         msg.push.template = Some(name("t"));
         msg.push.title = Some("Own title".to_owned());
         msg.push.body = Some("Own body".to_owned());
-        let r = t.render_for(
-            &msg,
-            &ctx(&msg, None, 0, 0),
-            Some(&name("detail")),
-            &name("default"),
-        );
-        assert_eq!(
-            r,
-            Rendered {
-                title: "Own title".to_owned(),
-                body: "Own body".to_owned()
-            }
-        );
+        let r = t.render_for(&msg, &ctx(&msg, None, 0, 0), Some(&name("detail")), &name("default"));
+        assert_eq!(r, Rendered { title: "Own title".to_owned(), body: "Own body".to_owned() });
     }
 
     #[test]
@@ -899,13 +708,7 @@ mod tests {
         let mut msg = message(MessageKind::Text, Some("hi"));
         msg.push.title = Some("Own title".to_owned());
         let r = t.render_for(&msg, &ctx(&msg, None, 0, 0), None, &name("detail"));
-        assert_eq!(
-            r,
-            Rendered {
-                title: "Own title".to_owned(),
-                body: "hi".to_owned()
-            }
-        );
+        assert_eq!(r, Rendered { title: "Own title".to_owned(), body: "hi".to_owned() });
     }
 
     #[test]
@@ -913,8 +716,7 @@ mod tests {
         let t = with_custom(&[("m", custom("message", "")), ("u", custom("user", ""))]);
         let mut msg = message(MessageKind::Text, Some("hi"));
         let title = |msg: &Message, user: Option<&TemplateName>| {
-            t.render_for(msg, &ctx(msg, None, 0, 0), user, &name("detail"))
-                .title
+            t.render_for(msg, &ctx(msg, None, 0, 0), user, &name("detail")).title
         };
         assert_eq!(title(&msg, None), "alice");
         assert_eq!(title(&msg, Some(&name("u"))), "user");
@@ -928,24 +730,11 @@ mod tests {
 
     #[test]
     fn template_config_rejects_unknown_fields() {
-        let ok: TemplateConfig = toml::from_str(
-            "title = \"{sender_name}\"\nbody = \"{text}\"\n[locales.zh]\nbody = \"{text}\"\n",
-        )
-        .expect("valid");
-        assert_eq!(
-            ok.locales["zh"],
-            LocalizedText {
-                title: None,
-                body: Some("{text}".to_owned())
-            }
-        );
-        assert!(
-            toml::from_str::<TemplateConfig>("title = \"a\"\nbody = \"b\"\nsound = \"x\"\n")
-                .is_err()
-        );
-        assert!(toml::from_str::<TemplateConfig>(
-            "title = \"a\"\nbody = \"b\"\n[locales.zh]\ntitel = \"x\"\n"
-        )
-        .is_err());
+        let ok: TemplateConfig =
+            toml::from_str("title = \"{sender_name}\"\nbody = \"{text}\"\n[locales.zh]\nbody = \"{text}\"\n")
+                .expect("valid");
+        assert_eq!(ok.locales["zh"], LocalizedText { title: None, body: Some("{text}".to_owned()) });
+        assert!(toml::from_str::<TemplateConfig>("title = \"a\"\nbody = \"b\"\nsound = \"x\"\n").is_err());
+        assert!(toml::from_str::<TemplateConfig>("title = \"a\"\nbody = \"b\"\n[locales.zh]\ntitel = \"x\"\n").is_err());
     }
 }

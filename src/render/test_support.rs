@@ -1,8 +1,8 @@
 //! Builders shared by the render unit tests.
 
 use crate::model::{
-    Conversation, ConversationId, ConversationKind, Message, MessageId, MessageKind, PushOptions,
-    Sender, TemplateName, Timestamp, UserId,
+    Conversation, ConversationId, ConversationKind, Message, MessageId, MessageKind, PushOptions, Sender, TemplateName,
+    Timestamp, UserId,
 };
 use crate::render::RenderContext;
 
@@ -21,10 +21,7 @@ pub(crate) fn at() -> Timestamp {
 pub(crate) fn message(kind: MessageKind, text: Option<&str>) -> Message {
     Message {
         id: MessageId::parse("m-1").expect("valid id"),
-        from: Sender {
-            id: UserId::parse("alice").expect("valid id"),
-            name: None,
-        },
+        from: Sender { id: UserId::parse("alice").expect("valid id"), name: None },
         conversation: Conversation {
             id: ConversationId::parse("team-1").expect("valid id"),
             kind: ConversationKind::Single,
@@ -41,19 +38,8 @@ pub(crate) fn message(kind: MessageKind, text: Option<&str>) -> Message {
 }
 
 /// A context for `bob`.
-pub(crate) fn ctx<'a>(
-    message: &'a Message,
-    locale: Option<&'a str>,
-    badge: u32,
-    count: u32,
-) -> RenderContext<'a> {
-    RenderContext {
-        message,
-        recipient: bob(),
-        locale,
-        badge,
-        count,
-    }
+pub(crate) fn ctx<'a>(message: &'a Message, locale: Option<&'a str>, badge: u32, count: u32) -> RenderContext<'a> {
+    RenderContext { message, recipient: bob(), locale, badge, count }
 }
 
 /// A template name known to be valid.

@@ -46,10 +46,7 @@ impl Default for RenderTexts {
         Self {
             app_name: "pushd".to_owned(),
             new_message: en(NEW_MESSAGE),
-            kinds: MessageKind::ALL
-                .iter()
-                .map(|k| (k.as_str().to_owned(), en(builtin_label(*k))))
-                .collect(),
+            kinds: MessageKind::ALL.iter().map(|k| (k.as_str().to_owned(), en(builtin_label(*k)))).collect(),
             group_title: en(GROUP_TITLE),
             // Long enough for a useful preview, short enough that a CJK preview (3 bytes a char)
             // stays far below APNs' 4 KiB alert payload.
@@ -90,29 +87,18 @@ fn builtin_label(kind: MessageKind) -> &'static str {
 /// Duplicates are harmless (a failed lookup is tried twice).
 pub(crate) fn locale_candidates(locale: Option<&str>) -> impl Iterator<Item = Cow<'_, str>> {
     let exact = locale.filter(|l| !l.is_empty());
-    let hyphenated = exact
-        .filter(|l| l.contains('_'))
-        .map(|l| Cow::Owned(l.replace('_', "-")));
+    let hyphenated = exact.filter(|l| l.contains('_')).map(|l| Cow::Owned(l.replace('_', "-")));
     let language = exact
         .and_then(|l| l.split_once(['-', '_']))
         .map(|(lang, _)| lang)
         .filter(|lang| !lang.is_empty())
         .map(Cow::Borrowed);
-    exact
-        .map(Cow::Borrowed)
-        .into_iter()
-        .chain(hyphenated)
-        .chain(language)
+    exact.map(Cow::Borrowed).into_iter().chain(hyphenated).chain(language)
 }
 
 /// Looks `locale` up by [`locale_candidates`], then [`FALLBACK_LOCALE`].
-pub(crate) fn lookup_with_fallback<'m, V>(
-    map: &'m BTreeMap<String, V>,
-    locale: Option<&str>,
-) -> Option<&'m V> {
-    locale_candidates(locale)
-        .find_map(|key| map.get(key.as_ref()))
-        .or_else(|| map.get(FALLBACK_LOCALE))
+pub(crate) fn lookup_with_fallback<'m, V>(map: &'m BTreeMap<String, V>, locale: Option<&str>) -> Option<&'m V> {
+    locale_candidates(locale).find_map(|key| map.get(key.as_ref())).or_else(|| map.get(FALLBACK_LOCALE))
 }
 
 #[cfg(test)]
@@ -120,57 +106,32 @@ mod tests {
     use super::*;
 
     fn map(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
-        entries
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        entries.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
     fn locale_lookup_tries_exact_then_language_prefix_then_en() {
         let m = map(&[("en", "E"), ("zh", "Z"), ("zh-TW", "T")]);
-        assert_eq!(
-            lookup_with_fallback(&m, Some("zh-TW")).map(String::as_str),
-            Some("T")
-        );
-        assert_eq!(
-            lookup_with_fallback(&m, Some("zh-CN")).map(String::as_str),
-            Some("Z")
-        );
-        assert_eq!(
-            lookup_with_fallback(&m, Some("fr-FR")).map(String::as_str),
-            Some("E")
-        );
-        assert_eq!(
-            lookup_with_fallback(&m, None).map(String::as_str),
-            Some("E")
-        );
-        assert_eq!(
-            lookup_with_fallback(&m, Some("")).map(String::as_str),
-            Some("E")
-        );
+        assert_eq!(lookup_with_fallback(&m, Some("zh-TW")).map(String::as_str), Some("T"));
+        assert_eq!(lookup_with_fallback(&m, Some("zh-CN")).map(String::as_str), Some("Z"));
+        assert_eq!(lookup_with_fallback(&m, Some("fr-FR")).map(String::as_str), Some("E"));
+        assert_eq!(lookup_with_fallback(&m, None).map(String::as_str), Some("E"));
+        assert_eq!(lookup_with_fallback(&m, Some("")).map(String::as_str), Some("E"));
     }
 
     #[test]
     fn android_style_underscore_locales_match_hyphenated_keys() {
         let m = map(&[("en", "E"), ("zh-TW", "T"), ("pt", "P")]);
-        assert_eq!(
-            lookup_with_fallback(&m, Some("zh_TW")).map(String::as_str),
-            Some("T")
-        );
-        assert_eq!(
-            lookup_with_fallback(&m, Some("pt_BR")).map(String::as_str),
-            Some("P")
-        );
+        assert_eq!(lookup_with_fallback(&m, Some("zh_TW")).map(String::as_str), Some("T"));
+        assert_eq!(lookup_with_fallback(&m, Some("pt_BR")).map(String::as_str), Some("P"));
     }
 
     #[test]
     fn texts_without_the_locale_or_en_fall_back_to_built_in_english() {
-        let texts = RenderTexts {
-            new_message: map(&[("zh", "您有一条新消息")]),
-            kinds: BTreeMap::new(),
-            ..Default::default()
-        };
+        let texts =
+            RenderTexts {
+                new_message: map(&[("zh", "您有一条新消息")]), kinds: BTreeMap::new(), ..Default::default()
+            };
         assert_eq!(texts.new_message(Some("zh-CN")), "您有一条新消息");
         assert_eq!(texts.new_message(Some("de")), NEW_MESSAGE);
         assert_eq!(texts.kind_label(MessageKind::Image, Some("zh")), "[Image]");
@@ -180,30 +141,20 @@ mod tests {
     fn default_texts_label_every_kind() {
         let texts = RenderTexts::default();
         for kind in MessageKind::ALL {
-            assert!(
-                texts.kinds.contains_key(kind.as_str()),
-                "{kind} has no label"
-            );
+            assert!(texts.kinds.contains_key(kind.as_str()), "{kind} has no label");
         }
         assert_eq!(texts.kind_label(MessageKind::Voice, None), "[Voice]");
-        assert_eq!(
-            texts.kind_label(MessageKind::Custom, Some("en-GB")),
-            "[Message]"
-        );
+        assert_eq!(texts.kind_label(MessageKind::Custom, Some("en-GB")), "[Message]");
     }
 
     #[test]
     fn partial_render_config_keeps_the_other_defaults() {
         let texts: RenderTexts =
-            toml::from_str("app_name = \"Chat\"\n[kinds.image]\nzh = \"[图片]\"\n")
-                .expect("valid toml");
+            toml::from_str("app_name = \"Chat\"\n[kinds.image]\nzh = \"[图片]\"\n").expect("valid toml");
         assert_eq!(texts.app_name, "Chat");
         assert_eq!(texts.preview_chars, 100);
         assert_eq!(texts.new_message(None), NEW_MESSAGE);
-        assert_eq!(
-            texts.kind_label(MessageKind::Image, Some("zh-CN")),
-            "[图片]"
-        );
+        assert_eq!(texts.kind_label(MessageKind::Image, Some("zh-CN")), "[图片]");
         assert_eq!(texts.kind_label(MessageKind::Image, Some("en")), "[Image]");
         assert!(toml::from_str::<RenderTexts>("app_nmae = \"x\"").is_err());
     }

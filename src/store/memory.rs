@@ -72,13 +72,16 @@ impl Store for MemoryStore {
             u.devices.remove(device)
         });
         if let Some(Device { token: Some(t), credential, .. }) = &old {
-            self.tokens
-                .remove_if(&(credential.clone(), t.clone()), |_, owner| owner.0 == *user && owner.1 == *device);
+            self.tokens.remove_if(&(credential.clone(), t.clone()), |_, owner| owner.0 == *user && owner.1 == *device);
         }
         Ok(old)
     }
 
-    fn token_owner(&self, credential: &CredentialName, token: &Token) -> Result<Option<(UserId, DeviceId)>, StoreError> {
+    fn token_owner(
+        &self,
+        credential: &CredentialName,
+        token: &Token,
+    ) -> Result<Option<(UserId, DeviceId)>, StoreError> {
         Ok(self.tokens.get(&(credential.clone(), token.clone())).map(|o| o.clone()))
     }
 
@@ -104,7 +107,12 @@ impl Store for MemoryStore {
         Ok(self.read(user, |u| u.conversations.get(conv).cloned()))
     }
 
-    fn put_conversation_settings(&self, user: &UserId, conv: &ConversationId, s: &ChatSettings) -> Result<(), StoreError> {
+    fn put_conversation_settings(
+        &self,
+        user: &UserId,
+        conv: &ConversationId,
+        s: &ChatSettings,
+    ) -> Result<(), StoreError> {
         self.write(user, |u| u.conversations.insert(conv.clone(), s.clone()));
         Ok(())
     }

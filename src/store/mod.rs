@@ -47,7 +47,8 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a device (and its token from the index); returns what was removed.
     fn remove_device(&self, user: &UserId, device: &DeviceId) -> Result<Option<Device>, StoreError>;
     /// Who holds `token` of `credential`, if anyone.
-    fn token_owner(&self, credential: &CredentialName, token: &Token) -> Result<Option<(UserId, DeviceId)>, StoreError>;
+    fn token_owner(&self, credential: &CredentialName, token: &Token)
+        -> Result<Option<(UserId, DeviceId)>, StoreError>;
 
     /// Last applied presence per device of the user.
     fn presences(&self, user: &UserId) -> Result<Vec<(DeviceId, PresenceRecord)>, StoreError>;
@@ -61,7 +62,12 @@ pub trait Store: Send + Sync + 'static {
     /// One conversation's settings, if set.
     fn conversation_settings(&self, user: &UserId, conv: &ConversationId) -> Result<Option<ChatSettings>, StoreError>;
     /// Replaces one conversation's settings.
-    fn put_conversation_settings(&self, user: &UserId, conv: &ConversationId, s: &ChatSettings) -> Result<(), StoreError>;
+    fn put_conversation_settings(
+        &self,
+        user: &UserId,
+        conv: &ConversationId,
+        s: &ChatSettings,
+    ) -> Result<(), StoreError>;
     /// Deletes one conversation's settings (the user's apply again).
     fn delete_conversation_settings(&self, user: &UserId, conv: &ConversationId) -> Result<bool, StoreError>;
 

@@ -1,0 +1,616 @@
+//! The Session actor: everything about one user that changes fast.
+//!
+//! Messages it accepts (see `messages.rs`): `RegisterDevice`, `RemoveDevice`, `ListDevices`,
+//! `PresenceChanged`, `MessageArrived`, `Acked`, `GetSettings`, `UpdateSettings`,
+//! `DeleteConversationSettings`, `TokenRevoked`, `DeliveryReported`.
+//!
+//! State: the user's devices and their presence (with the time of the last applied event, so
+//! late events are ignored), the messages in flight awaiting an ack, the badge and settings.
+//! All of it is loaded from the store on activation and written through on change, so a
+//! session can passivate (stop) when idle with nothing in flight and come back identical.
+//!
+//! ```text
+//! MessageArrived ─▶ decide ─┬─ Push ─▶ render ─▶ ProviderHandle::deliver
+//!                           ├─ Wait ─▶ in flight ─(ack)─▶ done
+//!                           │              └─(offline / ack timeout)─▶ decide again
+//!                           └─ Stop(rule) ─▶ trace
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::messages::*;
+use super::registry::{Registry, Services};
+use crate::metrics as m;
+use crate::model::{ChatSettings, ConversationId, Device, DeviceId, Message, MessageId, Presence, UserId};
+use crate::policy::{self, DeviceView, Recipient, Verdict};
+use crate::provider::actor::{PushJob, Target};
+use crate::provider::Outcome;
+use crate::render::{self, RenderContext};
+use crate::store::{PresenceRecord, StoreError};
+use crate::trace::{AttemptTrace, DeviceTrace, Fallback, PushTrace, TraceEntry};
+
+/// A message delivered to online devices and not acknowledged yet.
+struct InFlight {
+    message: Arc<Message>,
+    /// Online devices that have not acked; empty → fall back.
+    waiting: BTreeSet<DeviceId>,
+    /// Devices that went offline or timed out for this message (count as offline).
+    offline_for: BTreeSet<DeviceId>,
+    timer: Option<SpawnHandle>,
+}
+
+/// One user's session.
+pub struct Session {
+    user: UserId,
+    services: Arc<Services>,
+    registry: Arc<Registry>,
+    devices: BTreeMap<DeviceId, Device>,
+    /// Presence of every device the gateway told us about, registered or not.
+    presence: BTreeMap<DeviceId, PresenceRecord>,
+    settings: ChatSettings,
+    conversations: HashMap<ConversationId, Option<ChatSettings>>,
+    badge: u32,
+    in_flight: HashMap<MessageId, InFlight>,
+    /// Messages already counted in the badge (cleared when the badge resets).
+    counted: BTreeSet<MessageId>,
+    last_command: Instant,
+}
+
+impl Session {
+    /// Loads the user's state from the store.
+    pub fn load(user: UserId, services: Arc<Services>, registry: Arc<Registry>) -> Self {
+        let store = &services.store;
+        let log = |what: &str, e: StoreError| tracing::error!(user = %user, what, error = %e, "session load failed");
+        let devices = store.devices(&user).unwrap_or_else(|e| {
+            log("devices", e);
+            Vec::new()
+        });
+        let presence = store.presences(&user).unwrap_or_else(|e| {
+            log("presence", e);
+            Vec::new()
+        });
+        let settings = store.user_settings(&user).unwrap_or_else(|e| {
+            log("settings", e);
+            ChatSettings::default()
+        });
+        let badge = store.badge(&user).unwrap_or_else(|e| {
+            log("badge", e);
+            0
+        });
+        Self {
+            devices: devices.into_iter().map(|d| (d.id.clone(), d)).collect(),
+            presence: presence.into_iter().collect(),
+            settings,
+            conversations: HashMap::new(),
+            badge,
+            in_flight: HashMap::new(),
+            counted: BTreeSet::new(),
+            last_command: Instant::now(),
+            user,
+            services,
+            registry,
+        }
+    }
+
+    fn presence_of(&self, device: &DeviceId) -> Presence {
+        self.presence.get(device).map_or(Presence::Offline, |p| p.presence)
+    }
+
+    fn conversation_settings(&mut self, conv: &ConversationId) -> Option<ChatSettings> {
+        if let Some(s) = self.conversations.get(conv) {
+            return s.clone();
+        }
+        let s = self.services.store.conversation_settings(&self.user, conv).unwrap_or_else(|e| {
+            tracing::error!(user = %self.user, error = %e, "conversation settings unavailable");
+            None
+        });
+        self.conversations.insert(conv.clone(), s.clone());
+        s
+    }
+
+    fn timezone(&self) -> chrono_tz::Tz {
+        self.settings.timezone.or_else(|| self.devices.values().find_map(|d| d.timezone)).unwrap_or(chrono_tz::UTC)
+    }
+
+    fn set_badge(&mut self, badge: u32) {
+        if badge != self.badge {
+            self.badge = badge;
+            if let Err(e) = self.services.store.put_badge(&self.user, badge) {
+                tracing::error!(user = %self.user, error = %e, "badge not stored");
+            }
+        }
+    }
+
+    fn save_trace(&self, entry: &TraceEntry) {
+        let keep = self.services.sessions.trace_per_user;
+        if let Err(e) = self.services.store.upsert_trace(&self.user, entry, keep) {
+            tracing::error!(user = %self.user, error = %e, "trace not stored");
+        }
+    }
+
+    /// Decides `message` with the devices in `offline_for` counted offline, pushes what must
+    /// be pushed, and (re)arms the in-flight wait for online devices.
+    fn evaluate(&mut self, message: Arc<Message>, offline_for: BTreeSet<DeviceId>, ctx: &mut Context<Self>) {
+        let now = self.services.clock.now();
+        let conv_settings = self.conversation_settings(&message.conversation.id);
+        let ids: Vec<DeviceId> = {
+            let mut ids: BTreeSet<DeviceId> = self.devices.keys().cloned().collect();
+            ids.extend(self.presence.keys().cloned());
+            ids.into_iter().collect()
+        };
+        let views: Vec<DeviceView<'_>> = ids
+            .iter()
+            .map(|id| {
+                let actual = self.presence_of(id);
+                let presence =
+                    if actual == Presence::Online && offline_for.contains(id) { Presence::Offline } else { actual };
+                let device = self.devices.get(id);
+                let already_pushed =
+                    device.is_some() && self.services.store.was_pushed(&self.user, &message.id, id).unwrap_or(false);
+                DeviceView { id, presence, has_token: device.is_some_and(|d| d.token.is_some()), already_pushed }
+            })
+            .collect();
+        let recipient = Recipient {
+            user: &self.user,
+            devices: &views,
+            user_settings: &self.settings,
+            conversation_settings: conv_settings.as_ref(),
+            timezone: self.timezone(),
+        };
+        let decision = policy::decide(&message, &recipient, &self.services.policy, now);
+        drop(views);
+
+        if decision.counts_toward_badge && self.counted.insert(message.id.clone()) {
+            self.set_badge(self.badge.saturating_add(1));
+        }
+
+        let mut entry =
+            self.services.store.trace(&self.user, &message.id).ok().flatten().unwrap_or_else(|| TraceEntry {
+                message_id: message.id.clone(),
+                conversation_id: message.conversation.id.to_string(),
+                decided_at: now,
+                fallbacks: Vec::new(),
+                devices: Vec::new(),
+                counted_in_badge: false,
+            });
+        entry.decided_at = now;
+        entry.counted_in_badge |= decision.counts_toward_badge;
+
+        let mut waiting = BTreeSet::new();
+        for d in &decision.devices {
+            let label = match d.verdict {
+                Verdict::Push => "push",
+                Verdict::Wait => "wait",
+                Verdict::Stop(rule) => rule.as_str(),
+            };
+            metrics::counter!(m::DECISIONS, "verdict" => label).increment(1);
+            let existing = entry.devices.iter().position(|t| t.device == d.device.as_str());
+            // A device already pushed keeps its push trace; only the decision word changes.
+            if let Some(i) = existing {
+                if entry.devices[i].push.is_some() {
+                    continue;
+                }
+            }
+            let mut dt = DeviceTrace { device: d.device.to_string(), decision: label.to_owned(), push: None };
+            match d.verdict {
+                Verdict::Push => dt = self.dispatch(&message, &d.device, dt, ctx),
+                Verdict::Wait => {
+                    if !self.services.sessions.ack_timeout.is_zero() {
+                        waiting.insert(d.device.clone());
+                    } else {
+                        dt.decision = "online".to_owned();
+                    }
+                }
+                Verdict::Stop(_) => {}
+            }
+            match existing {
+                Some(i) => entry.devices[i] = dt,
+                None => entry.devices.push(dt),
+            }
+        }
+        self.save_trace(&entry);
+
+        if let Some(old) = self.in_flight.remove(&message.id) {
+            if let Some(t) = old.timer {
+                ctx.cancel_future(t);
+            }
+        }
+        if !waiting.is_empty() {
+            let id = message.id.clone();
+            let timer = ctx.run_later(self.services.sessions.ack_timeout, move |act, ctx| act.ack_timed_out(&id, ctx));
+            self.in_flight.insert(message.id.clone(), InFlight { message, waiting, offline_for, timer: Some(timer) });
+        }
+    }
+
+    /// Renders and hands one push to the device's provider; returns the updated trace.
+    fn dispatch(
+        &mut self,
+        message: &Arc<Message>,
+        device_id: &DeviceId,
+        mut dt: DeviceTrace,
+        ctx: &mut Context<Self>,
+    ) -> DeviceTrace {
+        let Some(device) = self.devices.get(device_id) else { return dt };
+        let Some(token) = device.token.clone() else { return dt };
+        let Some(provider) = self.services.provider(&device.credential) else {
+            dt.decision = "unknown_credential".to_owned();
+            return dt;
+        };
+        let now = self.services.clock.now();
+        let conv_template =
+            self.conversations.get(&message.conversation.id).and_then(|s| s.as_ref()).and_then(|s| s.template.clone());
+        let user_template = conv_template.or_else(|| self.settings.template.clone());
+        let rendered = {
+            let templates = self.services.templates();
+            let rctx = RenderContext {
+                message,
+                recipient: &self.user,
+                locale: device.locale.as_deref(),
+                badge: self.badge,
+                count: self.badge,
+            };
+            templates.render_for(message, &rctx, user_template.as_ref(), &self.services.sessions.default_template)
+        };
+        let mut push = render::build_push(message, rendered, self.badge, now);
+        let vendor = provider.vendor().clone();
+        let fits = render::fit(&mut push, vendor.as_ref());
+        let mut trace = PushTrace {
+            vendor: vendor.kind().as_str(),
+            credential: device.credential.to_string(),
+            token: token.masked(),
+            title: push.title.clone(),
+            body: push.body.clone(),
+            badge: push.badge,
+            push_type: push.push_type.as_str(),
+            attempts: Vec::new(),
+            outcome: None,
+            reason: None,
+            note: None,
+        };
+        if !fits {
+            trace.outcome = Some("fatal");
+            trace.reason = Some("payload_too_large");
+            dt.push = Some(trace);
+            return dt;
+        }
+        if let Err(e) = self.services.store.mark_pushed(&self.user, &message.id, device_id) {
+            tracing::error!(user = %self.user, error = %e, "dedup record not stored");
+        }
+        let job = PushJob {
+            push: Arc::new(push),
+            targets: vec![Target {
+                user: self.user.clone(),
+                device: device_id.clone(),
+                token,
+                message_id: message.id.clone(),
+            }],
+            accepted_at: message.accepted_at,
+        };
+        self.hand_off(job, device.credential.clone(), ctx);
+        dt.push = Some(trace);
+        dt
+    }
+
+    /// Gives a job to its provider; while the provider is full, tries again shortly (nothing
+    /// accepted is dropped; the session's own mailbox bound slows the gateway down).
+    fn hand_off(&mut self, job: PushJob, credential: crate::model::CredentialName, ctx: &mut Context<Self>) {
+        let Some(provider) = self.services.provider(&credential) else { return };
+        if provider.deliver(job.clone()).is_err() {
+            tracing::debug!(user = %self.user, credential = %credential, "provider busy, retrying hand-off");
+            ctx.run_later(std::time::Duration::from_millis(100), move |act, ctx| act.hand_off(job, credential, ctx));
+        }
+    }
+
+    fn ack_timed_out(&mut self, id: &MessageId, ctx: &mut Context<Self>) {
+        let Some(mut f) = self.in_flight.remove(id) else { return };
+        f.timer = None;
+        let waiting = std::mem::take(&mut f.waiting);
+        f.offline_for.extend(waiting);
+        self.fall_back(f, "ack_timeout", ctx);
+    }
+
+    fn fall_back(&mut self, f: InFlight, cause: &'static str, ctx: &mut Context<Self>) {
+        metrics::counter!(m::INFLIGHT_FALLBACKS, "cause" => cause).increment(1);
+        let now = self.services.clock.now();
+        if let Ok(Some(mut entry)) = self.services.store.trace(&self.user, &f.message.id) {
+            entry.fallbacks.push(Fallback { at: now, cause });
+            self.save_trace(&entry);
+        }
+        self.evaluate(f.message, f.offline_for, ctx);
+    }
+
+    fn touch(&mut self) {
+        self.last_command = Instant::now();
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.services.sessions.mailbox_capacity);
+        let idle = self.services.sessions.idle_passivate;
+        let every = (idle / 4).max(std::time::Duration::from_millis(50));
+        ctx.run_interval(every, move |act, ctx| {
+            if act.in_flight.is_empty() && act.last_command.elapsed() >= idle {
+                // Leave the registry first, so new commands start a fresh session; a command
+                // already queued here fails with `Closed` and the registry retries it.
+                act.registry.forget(&act.user, &ctx.address());
+                ctx.stop();
+            }
+        });
+    }
+}
+
+impl Handler<RegisterDevice> for Session {
+    type Result = Result<Device, StoreError>;
+
+    fn handle(&mut self, msg: RegisterDevice, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let store = self.services.store.clone();
+        let now = self.services.clock.now();
+        // Last login wins: the token leaves whoever held it.
+        if let Some((owner, owner_device)) = store.token_owner(&msg.credential, &msg.token)? {
+            if owner == self.user && owner_device != msg.device {
+                if let Some(other) = self.devices.get_mut(&owner_device) {
+                    other.token = None;
+                    store.put_device(&self.user, other)?;
+                }
+            } else if owner != self.user {
+                self.registry.notify(
+                    &owner,
+                    TokenRevoked { device: owner_device, credential: msg.credential.clone(), token: msg.token.clone() },
+                );
+            }
+        }
+        let same_token = self.devices.get(&msg.device).is_some_and(|d| d.token.as_ref() == Some(&msg.token));
+        let registered_at = match self.devices.get(&msg.device) {
+            Some(d) if same_token => d.token_registered_at.max(now),
+            _ => now,
+        };
+        let device = Device {
+            id: msg.device.clone(),
+            credential: msg.credential,
+            token: Some(msg.token),
+            // Re-registering the same token refreshes the time: the APNs 410 rule keeps a
+            // token the device registered again after the vendor's timestamp.
+            token_registered_at: registered_at,
+            timezone: msg.timezone,
+            locale: msg.locale,
+        };
+        store.put_device(&self.user, &device)?;
+        self.devices.insert(device.id.clone(), device.clone());
+        // Registering again ends a kick.
+        if self.presence_of(&device.id) == Presence::Kicked {
+            let record = PresenceRecord { presence: Presence::Offline, at: now };
+            store.put_presence(&self.user, &device.id, record)?;
+            self.presence.insert(device.id.clone(), record);
+        }
+        tracing::info!(user = %self.user, device = %device.id, credential = %device.credential, "device registered");
+        Ok(device)
+    }
+}
+
+impl Handler<RemoveDevice> for Session {
+    type Result = Result<bool, StoreError>;
+
+    fn handle(&mut self, msg: RemoveDevice, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        if !self.devices.contains_key(&msg.device) {
+            return Ok(false);
+        }
+        let now = self.services.clock.now();
+        if msg.unbind {
+            self.services.store.remove_device(&self.user, &msg.device)?;
+            self.devices.remove(&msg.device);
+            self.presence.remove(&msg.device);
+        } else {
+            let record = PresenceRecord { presence: Presence::Offline, at: now };
+            self.services.store.put_presence(&self.user, &msg.device, record)?;
+            self.presence.insert(msg.device.clone(), record);
+        }
+        tracing::info!(user = %self.user, device = %msg.device, unbind = msg.unbind, "device logged out");
+        Ok(true)
+    }
+}
+
+impl Handler<ListDevices> for Session {
+    type Result = Result<Vec<DeviceStatus>, StoreError>;
+
+    fn handle(&mut self, _msg: ListDevices, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        Ok(self
+            .devices
+            .values()
+            .map(|d| DeviceStatus { device: d.clone(), presence: self.presence_of(&d.id) })
+            .collect())
+    }
+}
+
+impl Handler<PresenceChanged> for Session {
+    type Result = Result<bool, StoreError>;
+
+    fn handle(&mut self, msg: PresenceChanged, ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        if let Some(last) = self.presence.get(&msg.device) {
+            if msg.at < last.at {
+                metrics::counter!(m::PRESENCE_EVENTS, "outcome" => "stale").increment(1);
+                return Ok(false);
+            }
+        }
+        let record = PresenceRecord { presence: msg.presence, at: msg.at };
+        self.services.store.put_presence(&self.user, &msg.device, record)?;
+        self.presence.insert(msg.device.clone(), record);
+        metrics::counter!(m::PRESENCE_EVENTS, "outcome" => "applied").increment(1);
+
+        if msg.presence == Presence::Online {
+            self.set_badge(0);
+            self.counted.clear();
+            return Ok(true);
+        }
+        // A device that left while messages waited for its ack counts as offline for them.
+        let ids: Vec<MessageId> =
+            self.in_flight.iter().filter(|(_, f)| f.waiting.contains(&msg.device)).map(|(id, _)| id.clone()).collect();
+        for id in ids {
+            let Some(f) = self.in_flight.get_mut(&id) else { continue };
+            f.waiting.remove(&msg.device);
+            f.offline_for.insert(msg.device.clone());
+            if f.waiting.is_empty() {
+                if let Some(mut f) = self.in_flight.remove(&id) {
+                    if let Some(t) = f.timer.take() {
+                        ctx.cancel_future(t);
+                    }
+                    self.fall_back(f, "offline", ctx);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Handler<MessageArrived> for Session {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, MessageArrived(message): MessageArrived, ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        if self.in_flight.contains_key(&message.id) {
+            return Ok(());
+        }
+        self.evaluate(message, BTreeSet::new(), ctx);
+        Ok(())
+    }
+}
+
+impl Handler<Acked> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Acked, ctx: &mut Self::Context) {
+        self.touch();
+        for id in msg.messages {
+            let Some(f) = self.in_flight.remove(&id) else { continue };
+            if let Some(t) = f.timer {
+                ctx.cancel_future(t);
+            }
+            if let Ok(Some(mut entry)) = self.services.store.trace(&self.user, &id) {
+                for d in entry.devices.iter_mut().filter(|d| d.decision == "wait") {
+                    d.decision = if d.device == msg.device.as_str() { "acked" } else { "delivered_online" }.to_owned();
+                }
+                self.save_trace(&entry);
+            }
+        }
+    }
+}
+
+impl Handler<GetSettings> for Session {
+    type Result = Result<Option<ChatSettings>, StoreError>;
+
+    fn handle(&mut self, msg: GetSettings, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        Ok(match msg.conversation {
+            None => Some(self.settings.clone()),
+            Some(conv) => self.conversation_settings(&conv),
+        })
+    }
+}
+
+impl Handler<UpdateSettings> for Session {
+    type Result = Result<ChatSettings, StoreError>;
+
+    fn handle(&mut self, msg: UpdateSettings, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let now = self.services.clock.now();
+        match msg.conversation {
+            None => {
+                let mut s = self.settings.clone();
+                msg.patch.apply(&mut s, now);
+                self.services.store.put_user_settings(&self.user, &s)?;
+                self.settings = s.clone();
+                Ok(s)
+            }
+            Some(conv) => {
+                let mut s = self.conversation_settings(&conv).unwrap_or_default();
+                msg.patch.apply(&mut s, now);
+                self.services.store.put_conversation_settings(&self.user, &conv, &s)?;
+                self.conversations.insert(conv, Some(s.clone()));
+                Ok(s)
+            }
+        }
+    }
+}
+
+impl Handler<DeleteConversationSettings> for Session {
+    type Result = Result<bool, StoreError>;
+
+    fn handle(
+        &mut self,
+        DeleteConversationSettings(conv): DeleteConversationSettings,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        self.touch();
+        let existed = self.services.store.delete_conversation_settings(&self.user, &conv)?;
+        self.conversations.insert(conv, None);
+        Ok(existed)
+    }
+}
+
+impl Handler<TokenRevoked> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: TokenRevoked, _ctx: &mut Self::Context) {
+        self.touch();
+        let Some(device) = self.devices.get_mut(&msg.device) else { return };
+        if device.credential == msg.credential && device.token.as_ref() == Some(&msg.token) {
+            device.token = None;
+            if let Err(e) = self.services.store.put_device(&self.user, device) {
+                tracing::error!(user = %self.user, error = %e, "token unbind not stored");
+            }
+            tracing::info!(user = %self.user, device = %msg.device, "token moved to another user");
+        }
+    }
+}
+
+impl Handler<DeliveryReported> for Session {
+    type Result = ();
+
+    fn handle(&mut self, DeliveryReported(report): DeliveryReported, _ctx: &mut Self::Context) {
+        self.touch();
+        let target = &report.target;
+        let mut note = None;
+        if let Outcome::InvalidToken { reason, since } = &report.outcome {
+            if let Some(device) = self.devices.get_mut(&target.device) {
+                let same = device.token.as_ref() == Some(&target.token);
+                let registered_later = since.is_some_and(|s| device.token_registered_at > s);
+                if same && !registered_later {
+                    device.token = None;
+                    match self.services.store.put_device(&self.user, device) {
+                        Ok(()) => {
+                            metrics::counter!(m::INVALID_TOKENS_REMOVED, "vendor" => report.vendor.as_str())
+                                .increment(1);
+                            note = Some(format!("token removed: {reason}"));
+                            tracing::info!(user = %self.user, device = %target.device, reason, "invalid token removed");
+                        }
+                        Err(e) => tracing::error!(user = %self.user, error = %e, "token removal not stored"),
+                    }
+                } else if same {
+                    note = Some("token kept: registered again after the vendor's timestamp".to_owned());
+                } else {
+                    note = Some("token kept: the device has a newer token".to_owned());
+                }
+            }
+        }
+        let Ok(Some(mut entry)) = self.services.store.trace(&self.user, &target.message_id) else { return };
+        if let Some(push) =
+            entry.devices.iter_mut().find(|d| d.device == target.device.as_str()).and_then(|d| d.push.as_mut())
+        {
+            push.attempts = report.attempts.iter().map(AttemptTrace::from).collect();
+            push.outcome = Some(report.outcome.class());
+            push.reason = Some(report.outcome.reason());
+            push.note = note;
+        }
+        self.save_trace(&entry);
+    }
+}

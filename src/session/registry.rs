@@ -1,0 +1,172 @@
+//! The session registry: finds the Session actor of a user or starts one, spread over a few
+//! arbiters by user hash. Callers address users, never raw actor addresses; a command that
+//! reaches a session as it passivates is retried on a fresh one.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+use dashmap::DashMap;
+
+use super::actor::Session;
+use super::messages::DeliveryReported;
+use crate::clock::SharedClock;
+use crate::config::SessionSettings;
+use crate::model::{CredentialName, UserId};
+use crate::policy::PolicyConfig;
+use crate::provider::actor::{DeliveryReport, ProviderHandle};
+use crate::render::Templates;
+use crate::store::Store;
+
+/// What every session needs, shared.
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub policy: PolicyConfig,
+    pub sessions: SessionSettings,
+    templates: RwLock<Templates>,
+    providers: OnceLock<HashMap<CredentialName, ProviderHandle>>,
+}
+
+impl Services {
+    /// Bundles the shared parts; providers are attached once started.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        policy: PolicyConfig,
+        sessions: SessionSettings,
+        templates: Templates,
+    ) -> Self {
+        Self { store, clock, policy, sessions, templates: RwLock::new(templates), providers: OnceLock::new() }
+    }
+
+    /// Attaches the started providers (once).
+    pub fn set_providers(&self, providers: HashMap<CredentialName, ProviderHandle>) {
+        let _ = self.providers.set(providers);
+    }
+
+    /// The provider of a credential.
+    pub fn provider(&self, name: &CredentialName) -> Option<&ProviderHandle> {
+        self.providers.get().and_then(|p| p.get(name))
+    }
+
+    /// Every provider.
+    pub fn providers(&self) -> impl Iterator<Item = (&CredentialName, &ProviderHandle)> {
+        self.providers.get().into_iter().flat_map(|p| p.iter())
+    }
+
+    /// The templates (read lock; held only while rendering).
+    pub fn templates(&self) -> RwLockReadGuard<'_, Templates> {
+        self.templates.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Why a session could not take a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The session's mailbox stayed full; the API answers 503 with Retry-After.
+    #[error("session busy")]
+    Busy,
+    /// The session kept stopping under us (shutdown).
+    #[error("session unavailable")]
+    Gone,
+}
+
+/// Finds or starts sessions.
+pub struct Registry {
+    sessions: DashMap<UserId, Addr<Session>>,
+    arbiters: Vec<ArbiterHandle>,
+    hasher: std::collections::hash_map::RandomState,
+    services: Arc<Services>,
+}
+
+impl Registry {
+    /// A registry spreading sessions over `arbiters` (at least one: the current one).
+    pub fn new(services: Arc<Services>, arbiters: Vec<ArbiterHandle>) -> Arc<Self> {
+        let arbiters = if arbiters.is_empty() { vec![Arbiter::current()] } else { arbiters };
+        Arc::new(Self { sessions: DashMap::new(), arbiters, hasher: Default::default(), services })
+    }
+
+    /// The shared services.
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// Sessions alive.
+    pub fn active(&self) -> usize {
+        self.sessions.len()
+    }
+
+    fn addr(self: &Arc<Self>, user: &UserId) -> Addr<Session> {
+        if let Some(a) = self.sessions.get(user) {
+            if a.connected() {
+                return a.clone();
+            }
+        }
+        self.sessions
+            .entry(user.clone())
+            .and_modify(|a| {
+                if !a.connected() {
+                    *a = self.spawn(user);
+                }
+            })
+            .or_insert_with(|| self.spawn(user))
+            .clone()
+    }
+
+    fn spawn(self: &Arc<Self>, user: &UserId) -> Addr<Session> {
+        let h = self.hasher.hash_one(user);
+        let arbiter = &self.arbiters[(h % self.arbiters.len() as u64) as usize];
+        let (user, services, registry) = (user.clone(), self.services.clone(), self.clone());
+        Session::start_in_arbiter(arbiter, move |_| Session::load(user, services, registry))
+    }
+
+    /// Removes `addr` for `user` if it is still the registered one (passivation).
+    pub fn forget(&self, user: &UserId, addr: &Addr<Session>) {
+        self.sessions.remove_if(user, |_, a| a == addr);
+    }
+
+    /// Sends a command to the user's session and waits for its answer.
+    pub async fn call<M>(self: &Arc<Self>, user: &UserId, msg: M) -> Result<M::Result, SessionError>
+    where
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+        Session: Handler<M>,
+        <Session as Actor>::Context: ToEnvelope<Session, M>,
+    {
+        for _ in 0..3 {
+            let addr = self.addr(user);
+            match addr.send(msg.clone()).await {
+                Ok(r) => return Ok(r),
+                Err(MailboxError::Closed) => self.forget(user, &addr),
+                Err(MailboxError::Timeout) => return Err(SessionError::Busy),
+            }
+        }
+        Err(SessionError::Gone)
+    }
+
+    /// Sends a command without waiting for it to be handled (retried on a fresh session if
+    /// the current one is stopping).
+    pub fn notify<M>(self: &Arc<Self>, user: &UserId, msg: M)
+    where
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+        Session: Handler<M>,
+        <Session as Actor>::Context: ToEnvelope<Session, M>,
+    {
+        let (registry, user) = (self.clone(), user.clone());
+        actix::spawn(async move {
+            if let Err(e) = registry.call(&user, msg).await {
+                tracing::warn!(user = %user, error = %e, "session notification lost");
+            }
+        });
+    }
+
+    /// Routes a provider's final outcome to the user's session.
+    pub fn report(self: &Arc<Self>, report: DeliveryReport) {
+        let user = report.target.user.clone();
+        self.notify(&user, DeliveryReported(report));
+    }
+}

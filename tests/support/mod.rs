@@ -1,0 +1,283 @@
+//! Test support: a daemon started in-process on loopback ports with mock APNs and FCM, a
+//! small HTTP client for the gateway API, and helpers that wait on conditions (never on time).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pushd::clock::{ManualClock, SharedClock};
+use pushd::config::Loader;
+use pushd::mock_vendor::{MockApns, MockApnsConfig, MockFcm, MockFcmConfig, MockTls, Received};
+use pushd::store::MemoryStore;
+use pushd::{Listeners, Running};
+use serde_json::{json, Value};
+
+pub const API_KEY: &str = "test-key-123";
+/// How long a test waits for something that should happen at once.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn demo_file(name: &str) -> String {
+    format!("{}/config/demo/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running daemon with its mocks.
+pub struct TestDaemon {
+    pub running: Running,
+    pub apns: MockApns,
+    pub fcm: MockFcm,
+    pub clock: ManualClock,
+    pub http: reqwest::Client,
+    pub base: String,
+    pub operator: String,
+    _dir: tempfile::TempDir,
+}
+
+/// One APNs token per (user, device), 64 hex chars, stable within a test.
+pub fn apns_token(seed: &str) -> String {
+    let mut out = String::new();
+    let mut h: u64 = 0xcbf29ce484222325;
+    while out.len() < 64 {
+        for b in seed.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+        }
+        out.push_str(&format!("{h:016x}"));
+    }
+    out.truncate(64);
+    out
+}
+
+impl TestDaemon {
+    /// Starts with the test defaults.
+    pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// Starts with `extra` TOML layered over the test config.
+    pub async fn start_with(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = ManualClock::new(chrono::Utc::now());
+        let shared: SharedClock = Arc::new(clock.clone());
+        let tls = Arc::new(MockTls::generate().expect("mock TLS"));
+        let ca_path = dir.path().join("mock-ca.pem");
+        std::fs::write(&ca_path, &tls.ca_pem).expect("write CA");
+
+        let mut acfg = MockApnsConfig::new(
+            "TEAM123456",
+            "KEY1234567",
+            std::fs::read_to_string(demo_file("apns-demo-key.pub.pem")).expect("apns pub key"),
+            "com.example.im",
+        );
+        acfg.tls = Some(tls.clone());
+        acfg.clock = shared.clone();
+        let apns = MockApns::start(acfg).await.expect("mock apns");
+
+        let account: Value =
+            serde_json::from_str(&std::fs::read_to_string(demo_file("fcm-service-account.json")).unwrap()).unwrap();
+        let mut fcfg = MockFcmConfig::new(
+            account["project_id"].as_str().unwrap(),
+            account["client_email"].as_str().unwrap(),
+            std::fs::read_to_string(demo_file("fcm-demo-key.pub.pem")).expect("fcm pub key"),
+        );
+        fcfg.tls = Some(tls.clone());
+        fcfg.clock = shared.clone();
+        let fcm = MockFcm::start(fcfg).await.expect("mock fcm");
+
+        let config = format!(
+            r#"
+            data_dir = "{dir}"
+            [api]
+            keys = ["{API_KEY}"]
+            max_body_bytes = 65536
+            max_message_batch = 10
+            [policy]
+            ack_timeout_ms = 300
+            [sessions]
+            idle_passivate_ms = 600000
+            [delivery]
+            max_attempts = 3
+            backoff_base_ms = 20
+            backoff_max_ms = 200
+            deadline_ms = 5000
+            request_timeout_ms = 3000
+            [credentials.test-apns]
+            vendor = "apns"
+            endpoint = "{apns_url}"
+            extra_roots = ["{ca}"]
+            topic = "com.example.im"
+            key_file = "{apns_key}"
+            key_id = "KEY1234567"
+            team_id = "TEAM123456"
+            [credentials.test-fcm]
+            vendor = "fcm"
+            endpoint = "{fcm_url}"
+            extra_roots = ["{ca}"]
+            service_account_file = "{fcm_sa}"
+            token_uri = "{fcm_url}token"
+            "#,
+            dir = dir.path().display(),
+            apns_url = apns.url(),
+            fcm_url = fcm.url(),
+            ca = ca_path.display(),
+            apns_key = demo_file("apns-demo-key.p8"),
+            fcm_sa = demo_file("fcm-service-account.json"),
+        );
+        let settings = Loader::new()
+            .layer_str("test", &config)
+            .and_then(|l| l.layer_str("extra", extra))
+            .and_then(|l| l.layer_env(&HashMap::new()).settings())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let listeners = Listeners {
+            gateway: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            operator: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        };
+        let running =
+            pushd::run(settings, listeners, Arc::new(MemoryStore::new()), shared).await.expect("pushd starts");
+        let base = format!("http://{}", running.gateway_addr);
+        let operator = format!("http://{}", running.operator_addr);
+        Self { running, apns, fcm, clock, http: reqwest::Client::new(), base, operator, _dir: dir }
+    }
+
+    /// Sends a request with the test API key; returns status and JSON body (Null if empty).
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(API_KEY);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Registers an APNs device and returns its token.
+    pub async fn register_apns(&self, user: &str, device: &str) -> String {
+        let token = apns_token(&format!("{user}/{device}"));
+        let (s, b) = self
+            .put(&format!("/v1/users/{user}/devices/{device}"), json!({"credential": "test-apns", "token": token}))
+            .await;
+        assert_eq!(s, 200, "register: {b}");
+        token
+    }
+
+    /// Registers an FCM device and returns its token.
+    pub async fn register_fcm(&self, user: &str, device: &str) -> String {
+        let token = format!("fcm-{user}-{device}:APA91b{}", "x".repeat(40));
+        let (s, b) = self
+            .put(&format!("/v1/users/{user}/devices/{device}"), json!({"credential": "test-fcm", "token": token}))
+            .await;
+        assert_eq!(s, 200, "register: {b}");
+        token
+    }
+
+    /// Applies one presence event now.
+    pub async fn presence(&self, user: &str, device: &str, state: &str) {
+        let (s, b) =
+            self.post("/v1/presence", json!({"events": [{"user": user, "device": device, "state": state}]})).await;
+        assert_eq!(s, 202, "presence: {b}");
+    }
+
+    /// Sends a text message in a single conversation from `from` to `to`.
+    pub async fn send_text(&self, id: &str, from: &str, to: &[&str], text: &str) -> Value {
+        self.send(json!({
+            "id": id, "from": {"id": from, "name": from.to_uppercase()},
+            "conversation": {"id": format!("c-{from}"), "type": "single"},
+            "to": to, "kind": "text", "text": text
+        }))
+        .await
+    }
+
+    /// Posts one message; asserts 202.
+    pub async fn send(&self, message: Value) -> Value {
+        let (s, b) = self.post("/v1/messages", message).await;
+        assert_eq!(s, 202, "message: {b}");
+        b
+    }
+
+    /// Waits until the trace entry of `message` for `user` satisfies `pred`.
+    pub async fn wait_trace(&self, user: &str, message: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut last = Value::Null;
+        loop {
+            let (_, body) = self.get(&format!("/v1/users/{user}/pushes")).await;
+            if let Some(entry) = body["pushes"].as_array().and_then(|a| a.iter().find(|e| e["message_id"] == message)) {
+                if pred(entry) {
+                    return entry.clone();
+                }
+                last = entry.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "trace of {message} for {user} never matched; last: {last:#}"
+            );
+            // Polling a read-only endpoint a bounded number of times, with a short pause.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until the trace of `message` shows a final outcome for `device`.
+    pub async fn wait_outcome(&self, user: &str, message: &str, device: &str) -> Value {
+        let entry = self
+            .wait_trace(user, message, |e| {
+                e["devices"]
+                    .as_array()
+                    .is_some_and(|ds| ds.iter().any(|d| d["device"] == device && !d["push"]["outcome"].is_null()))
+            })
+            .await;
+        entry["devices"].as_array().unwrap().iter().find(|d| d["device"] == device).unwrap().clone()
+    }
+
+    /// The decision word for `device` in the trace of `message`.
+    pub async fn decision(&self, user: &str, message: &str, device: &str) -> String {
+        let entry = self
+            .wait_trace(user, message, |e| {
+                e["devices"].as_array().is_some_and(|ds| ds.iter().any(|d| d["device"] == device))
+            })
+            .await;
+        let d = entry["devices"].as_array().unwrap().iter().find(|d| d["device"] == device).unwrap();
+        d["decision"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until the APNs mock has answered `n` requests for `token`.
+    pub async fn apns_received(&self, token: &str, n: usize) -> Vec<Received> {
+        let t = token.to_owned();
+        self.apns
+            .wait_for(move |r| r.iter().filter(|x| x.token == t).count() >= n, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .filter(|x| x.token == token)
+            .collect()
+    }
+
+    /// Waits until the FCM mock has answered `n` sends for `token`.
+    pub async fn fcm_received(&self, token: &str, n: usize) -> Vec<Received> {
+        let t = token.to_owned();
+        self.fcm
+            .wait_for(move |r| r.iter().filter(|x| x.token == t).count() >= n, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .filter(|x| x.token == token)
+            .collect()
+    }
+
+    /// The /metrics text.
+    pub async fn metrics(&self) -> String {
+        self.http.get(format!("{}/metrics", self.operator)).send().await.unwrap().text().await.unwrap()
+    }
+}
