@@ -1,0 +1,56 @@
+//! The operator listener: /metrics passes `promtool check metrics`, histograms have explicit
+//! buckets, labels are bounded; /healthz and /readyz answer.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use support::TestDaemon;
+
+#[actix_rt::test]
+async fn metrics_pass_promtool_and_carry_push_outcomes_with_buckets() {
+    let d = TestDaemon::start().await;
+    let token = d.register_apns("mia", "phone").await;
+    d.send_text("metrics-1", "alice", &["mia"], "hi").await;
+    d.apns_received(&token, 1).await;
+    d.wait_outcome("mia", "metrics-1", "phone").await;
+
+    let text = d.metrics().await;
+    assert!(
+        text.contains(r#"pushd_pushes_total{vendor="apns",credential="test-apns",outcome="delivered"}"#),
+        "{text}"
+    );
+    assert!(text.contains("pushd_vendor_request_duration_seconds_bucket{"), "histogram buckets missing:\n{text}");
+    assert!(text.contains("pushd_delivery_latency_seconds_bucket{"), "{text}");
+    assert!(text.contains("pushd_messages_accepted_total"), "{text}");
+    assert!(!text.contains(&token), "a token leaked into a label");
+
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is needed for this test (Debian package `prometheus`; scripts/test.sh installs it)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[actix_rt::test]
+async fn health_and_readiness_answer_on_the_operator_listener() {
+    let d = TestDaemon::start().await;
+    for path in ["/healthz", "/readyz"] {
+        let r = d.http.get(format!("{}{path}", d.operator)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    // The gateway API is not served on the operator listener.
+    let r = d.http.get(format!("{}/v1/users/x/devices", d.operator)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}
