@@ -56,6 +56,11 @@ impl TestDaemon {
 
     /// Starts with `extra` TOML layered over the test config.
     pub async fn start_with(extra: &str) -> Self {
+        Self::start_full(extra, |_| {}).await
+    }
+
+    /// Starts with `extra` TOML and a tweak of the mock APNs config (stream limit, …).
+    pub async fn start_full(extra: &str, tweak_apns: impl FnOnce(&mut MockApnsConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = ManualClock::new(chrono::Utc::now());
         let shared: SharedClock = Arc::new(clock.clone());
@@ -71,6 +76,7 @@ impl TestDaemon {
         );
         acfg.tls = Some(tls.clone());
         acfg.clock = shared.clone();
+        tweak_apns(&mut acfg);
         let apns = MockApns::start(acfg).await.expect("mock apns");
 
         let account: Value =
@@ -274,6 +280,11 @@ impl TestDaemon {
             .into_iter()
             .filter(|x| x.token == token)
             .collect()
+    }
+
+    /// The test clock's current time.
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        pushd::clock::Clock::now(&self.clock)
     }
 
     /// The /metrics text.
