@@ -4,8 +4,8 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 use pushd::model::{
-    ChatSettings, Conversation, ConversationId, ConversationKind, DeviceId, DndWindow, Message, MessageId,
-    MessageKind, MultiDevicePolicy, Presence, PushMode, PushOptions, Sender, UserId,
+    ChatSettings, Conversation, ConversationId, ConversationKind, DeviceId, DndWindow, Message, MessageId, MessageKind,
+    MultiDevicePolicy, Presence, PushMode, PushOptions, Sender, UserId,
 };
 use pushd::policy::{decide, DeviceView, PolicyConfig, Recipient};
 

@@ -17,10 +17,7 @@ async fn metrics_pass_promtool_and_carry_push_outcomes_with_buckets() {
     d.wait_outcome("mia", "metrics-1", "phone").await;
 
     let text = d.metrics().await;
-    assert!(
-        text.contains(r#"pushd_pushes_total{vendor="apns",credential="test-apns",outcome="delivered"}"#),
-        "{text}"
-    );
+    assert!(text.contains(r#"pushd_pushes_total{vendor="apns",credential="test-apns",outcome="delivered"}"#), "{text}");
     assert!(text.contains("pushd_vendor_request_duration_seconds_bucket{"), "histogram buckets missing:\n{text}");
     assert!(text.contains("pushd_delivery_latency_seconds_bucket{"), "{text}");
     assert!(text.contains("pushd_messages_accepted_total"), "{text}");
