@@ -144,6 +144,7 @@ pub async fn run(
         metrics: metrics_handle,
         ready: ready.clone(),
         registry: registry.clone(),
+        admin_keys: settings.api.admin_keys.clone(),
     });
     let operator_addr = listeners.operator.local_addr()?;
     let operator = HttpServer::new(move || App::new().app_data(op_state.clone()).configure(api::operator::routes))

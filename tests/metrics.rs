@@ -51,3 +51,42 @@ async fn health_and_readiness_answer_on_the_operator_listener() {
     let r = d.http.get(format!("{}/v1/users/x/devices", d.operator)).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[actix_rt::test]
+async fn an_admin_adds_a_template_that_messages_can_then_use() {
+    let d = TestDaemon::start_with("[api]\nadmin_keys = [\"admin-key-123\"]").await;
+    let url = format!("{}/admin/templates/urgent", d.operator);
+    let body = serde_json::json!({"title": "Urgent from {sender_name}", "body": "{text}"});
+
+    let denied = d.http.put(&url).json(&body).send().await.unwrap();
+    assert_eq!(denied.status(), 401);
+    let wrong = d.http.put(&url).bearer_auth(support::API_KEY).json(&body).send().await.unwrap();
+    assert_eq!(wrong.status(), 401, "a gateway key is not an admin key");
+    let bad = serde_json::json!({"title": "{nope}", "body": "x"});
+    let rejected = d.http.put(&url).bearer_auth("admin-key-123").json(&bad).send().await.unwrap();
+    assert_eq!(rejected.status(), 400);
+    let ok = d.http.put(&url).bearer_auth("admin-key-123").json(&body).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+
+    let list: serde_json::Value = d
+        .http
+        .get(format!("{}/admin/templates", d.operator))
+        .bearer_auth("admin-key-123")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["templates"], serde_json::json!(["default", "detail", "urgent"]));
+
+    let token = d.register_apns("noa", "phone").await;
+    d.send(serde_json::json!({
+        "id": "t1", "from": {"id": "alice", "name": "Alice"}, "conversation": {"id": "c", "type": "single"},
+        "to": ["noa"], "kind": "text", "text": "call me", "push": {"template": "urgent"}
+    }))
+    .await;
+    let got = d.apns_received(&token, 1).await;
+    assert_eq!(got[0].body["aps"]["alert"]["title"], "Urgent from Alice");
+    assert_eq!(got[0].body["aps"]["alert"]["body"], "call me");
+}

@@ -1,5 +1,5 @@
 //! The operator listener: `/metrics` (Prometheus text), `/healthz` (the process answers),
-//! `/readyz` (listeners bound and providers started).
+//! `/readyz` (listeners bound and providers started), and the `/admin` endpoints.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,13 +15,16 @@ pub struct OperatorState {
     pub metrics: PrometheusHandle,
     pub ready: Arc<AtomicBool>,
     pub registry: Arc<Registry>,
+    /// Bearer keys for `/admin`; empty disables it.
+    pub admin_keys: Vec<String>,
 }
 
 /// Mounts the operator routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics))
         .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+        .route("/readyz", web::get().to(readyz))
+        .configure(super::admin::routes);
 }
 
 async fn metrics(state: web::Data<OperatorState>) -> HttpResponse {

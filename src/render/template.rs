@@ -275,6 +275,11 @@ pub struct Templates {
 }
 
 impl Templates {
+    /// Names of the custom templates (the built-ins `default` and `detail` always exist).
+    pub fn custom_names(&self) -> impl Iterator<Item = &TemplateName> {
+        self.custom.keys()
+    }
+
     /// Parses the operator's texts and custom templates; returns every problem found, not just
     /// the first.
     pub fn new(texts: RenderTexts, custom: &BTreeMap<String, TemplateConfig>) -> Result<Self, Vec<TemplateError>> {

@@ -14,10 +14,10 @@ use super::actor::Session;
 use super::messages::DeliveryReported;
 use crate::clock::SharedClock;
 use crate::config::SessionSettings;
-use crate::model::{CredentialName, UserId};
+use crate::model::{CredentialName, TemplateName, UserId};
 use crate::policy::PolicyConfig;
 use crate::provider::actor::{DeliveryReport, ProviderHandle};
-use crate::render::Templates;
+use crate::render::{TemplateConfig, TemplateError, Templates};
 use crate::store::Store;
 
 /// What every session needs, shared.
@@ -55,6 +55,11 @@ impl Services {
     /// Every provider.
     pub fn providers(&self) -> impl Iterator<Item = (&CredentialName, &ProviderHandle)> {
         self.providers.get().into_iter().flat_map(|p| p.iter())
+    }
+
+    /// Adds or replaces a custom template (operator admin API).
+    pub fn upsert_template(&self, name: TemplateName, t: TemplateConfig) -> Result<(), TemplateError> {
+        self.templates.write().unwrap_or_else(|p| p.into_inner()).upsert(name, t)
     }
 
     /// The templates (read lock; held only while rendering).
