@@ -16,8 +16,7 @@ use std::time::Duration;
 use crate::model::{CredentialName, MultiDevicePolicy, PushMode, TemplateName, VendorKind};
 use crate::policy::PolicyConfig;
 use crate::provider::actor::{ProviderSettings, TransportSettings};
-use crate::provider::apns::{Apns, ApnsAuth, ApnsConfig};
-use crate::provider::fcm::{Fcm, FcmConfig, ServiceAccount};
+use crate::provider::credential::{self, CredentialContext};
 use crate::provider::retry::RetryPolicy;
 use crate::provider::Vendor;
 use crate::render::{RenderTexts, TemplateConfig, Templates};
@@ -318,20 +317,9 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
     })
 }
 
-/// Expands `{data_dir}` in a path.
-fn expand(path: &str, data_dir: &Path) -> PathBuf {
-    PathBuf::from(path.replace("{data_dir}", &data_dir.display().to_string()))
-}
-
 fn read_file(key: &str, path: &str, data_dir: &Path, p: &mut Problems) -> Option<String> {
-    let full = expand(path, data_dir);
-    match std::fs::read_to_string(&full) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            p.add(key, format!("{}: {e}", full.display()));
-            None
-        }
-    }
+    let ctx = CredentialContext { name: "", data_dir };
+    ctx.read_file(key, path).map_err(|problem| p.add(problem.field, problem.what)).ok()
 }
 
 fn credential(
@@ -342,143 +330,37 @@ fn credential(
     data_dir: &Path,
     p: &mut Problems,
 ) -> Option<CredentialSettings> {
-    let key = |field: &str| format!("credentials.{name}.{field}");
-    let before = p.0.len();
-    let cred_name = CredentialName::parse(name).map_err(|e| p.add(format!("credentials.{name}"), e.to_string())).ok();
-    let vendor = VendorKind::from_str(&c.vendor)
-        .map_err(|_| p.add(key("vendor"), format!("unknown vendor {:?} (expected one of apns, fcm)", c.vendor)));
-    let endpoint = |default: &str, p: &mut Problems| {
-        let s = c.endpoint.as_deref().unwrap_or(default);
-        url::Url::parse(s).ok().filter(|u| u.scheme() == "https" || u.scheme() == "http").or_else(|| {
-            p.add(key("endpoint"), format!("{s:?} is not an http(s) URL"));
-            None
-        })
+    let key = |field: &str| {
+        if field.is_empty() {
+            format!("credentials.{name}")
+        } else {
+            format!("credentials.{name}.{field}")
+        }
     };
+    let before = p.0.len();
+    let cred_name = CredentialName::parse(name).map_err(|e| p.add(key(""), e.to_string())).ok();
+    let expected: Vec<&str> = VendorKind::ALL.iter().map(|v| v.as_str()).collect();
+    let kind = VendorKind::from_str(&c.vendor)
+        .map_err(|_| {
+            p.add(key("vendor"), format!("unknown vendor {:?} (expected one of {})", c.vendor, expected.join(", ")))
+        })
+        .ok();
     let mut roots = Vec::new();
     for (i, r) in c.extra_roots.iter().enumerate() {
         if let Some(pem) = read_file(&key(&format!("extra_roots[{i}]")), r, data_dir, p) {
             roots.push(pem);
         }
     }
-    let required = |field: &str, v: &Option<String>, p: &mut Problems| -> Option<String> {
-        match v {
-            Some(s) if !s.trim().is_empty() => Some(s.clone()),
-            _ => {
-                p.add(key(field), format!("required for vendor {}", c.vendor));
-                None
+    let ctx = CredentialContext { name, data_dir };
+    let build = kind.and_then(|kind| match credential::build(kind, &c.vendor_fields, &ctx) {
+        Ok(b) => Some(b),
+        Err(problems) => {
+            for problem in problems {
+                p.add(key(&problem.field), problem.what);
             }
-        }
-    };
-    let forbid = |fields: &[(&str, bool)], p: &mut Problems| {
-        for (f, set) in fields {
-            if *set {
-                p.add(key(f), format!("does not apply to vendor {}", c.vendor));
-            }
-        }
-    };
-    let mut identity_pem = None;
-    let mut http2_only = false;
-    let vendor: Option<Arc<dyn Vendor>> = match vendor {
-        Ok(VendorKind::Apns) => {
-            forbid(
-                &[
-                    ("service_account_file", c.service_account_file.is_some()),
-                    ("token_uri", c.token_uri.is_some()),
-                    ("channel_id", c.channel_id.is_some()),
-                ],
-                p,
-            );
-            http2_only = true;
-            let default_host = match c.environment.as_deref() {
-                None | Some("production") => "https://api.push.apple.com",
-                Some("sandbox") => "https://api.sandbox.push.apple.com",
-                Some(other) => {
-                    p.add(key("environment"), format!("{other:?}: expected \"production\" or \"sandbox\""));
-                    "https://api.push.apple.com"
-                }
-            };
-            let endpoint = endpoint(default_host, p);
-            let topic = required("topic", &c.topic, p);
-            let auth = match (&c.key_file, &c.certificate_file) {
-                (Some(kf), None) => {
-                    let key_pem = read_file(&key("key_file"), kf, data_dir, p);
-                    let key_id = required("key_id", &c.key_id, p);
-                    let team_id = required("team_id", &c.team_id, p);
-                    match (key_pem, key_id, team_id) {
-                        (Some(key_pem), Some(key_id), Some(team_id)) => {
-                            Some(ApnsAuth::Token { key_pem, key_id, team_id })
-                        }
-                        _ => None,
-                    }
-                }
-                (None, Some(cf)) => {
-                    identity_pem = read_file(&key("certificate_file"), cf, data_dir, p);
-                    identity_pem.as_ref().map(|_| ApnsAuth::Certificate)
-                }
-                _ => {
-                    p.add(key("key_file"), "set exactly one of key_file (token auth) or certificate_file");
-                    None
-                }
-            };
-            match (endpoint, topic, auth) {
-                (Some(endpoint), Some(topic), Some(auth)) => match Apns::new(ApnsConfig { endpoint, topic, auth }) {
-                    Ok(v) => Some(Arc::new(v)),
-                    Err(e) => {
-                        p.add(key("key_file"), e.to_string());
-                        None
-                    }
-                },
-                _ => None,
-            }
-        }
-        Ok(VendorKind::Fcm) => {
-            forbid(
-                &[
-                    ("topic", c.topic.is_some()),
-                    ("key_file", c.key_file.is_some()),
-                    ("key_id", c.key_id.is_some()),
-                    ("team_id", c.team_id.is_some()),
-                    ("certificate_file", c.certificate_file.is_some()),
-                    ("environment", c.environment.is_some()),
-                ],
-                p,
-            );
-            let endpoint = endpoint("https://fcm.googleapis.com", p);
-            let account = required("service_account_file", &c.service_account_file, p)
-                .and_then(|f| read_file(&key("service_account_file"), &f, data_dir, p))
-                .and_then(|json| {
-                    ServiceAccount::from_json(&json).map_err(|e| p.add(key("service_account_file"), e)).ok()
-                })
-                .map(|mut a| {
-                    if let Some(uri) = &c.token_uri {
-                        a.token_uri = uri.clone();
-                    }
-                    a
-                });
-            if let Some(a) = &account {
-                if url::Url::parse(&a.token_uri).is_err() {
-                    p.add(key("token_uri"), format!("{:?} is not a URL", a.token_uri));
-                }
-            }
-            match (endpoint, account) {
-                (Some(endpoint), Some(account)) => {
-                    match Fcm::new(FcmConfig { endpoint, account, channel_id: c.channel_id.clone() }) {
-                        Ok(v) => Some(Arc::new(v)),
-                        Err(e) => {
-                            p.add(key("service_account_file"), e.to_string());
-                            None
-                        }
-                    }
-                }
-                _ => None,
-            }
-        }
-        Ok(other) => {
-            p.add(key("vendor"), format!("vendor {other} is not supported yet"));
             None
         }
-        Err(()) => None,
-    };
+    });
 
     let d = &raw.delivery;
     let nz = |field: &str, v: u32, p: &mut Problems| {
@@ -492,7 +374,7 @@ fn credential(
     if p.0.len() != before {
         return None;
     }
-    let (Some(name), Some(vendor), Some(rate_per_sec), Some(burst)) = (cred_name, vendor, rate, burst) else {
+    let (Some(name), Some(build), Some(rate_per_sec), Some(burst)) = (cred_name, build, rate, burst) else {
         return None;
     };
     Some(CredentialSettings {
@@ -504,10 +386,14 @@ fn credential(
             queue_capacity: c.queue_capacity.unwrap_or(d.queue_capacity).max(1),
             request_timeout: Duration::from_millis(d.request_timeout_ms),
             retry,
-            transport: TransportSettings { http2_only, extra_roots_pem: roots, identity_pem },
+            transport: TransportSettings {
+                http2_only: build.http2_only,
+                extra_roots_pem: roots,
+                identity_pem: build.identity_pem,
+            },
         },
         name,
-        vendor,
+        vendor: build.vendor,
     })
 }
 
@@ -548,6 +434,10 @@ mod tests {
             [credentials.android]
             vendor = "fcm"
             topic = "com.x"
+            [credentials.web]
+            vendor = "fcm"
+            [credentials.nokia]
+            vendor = "symbian"
         "#;
         let err = Loader::new().layer_str("test", bad).unwrap().settings().unwrap_err();
         let all = err.problems.join("\n");
@@ -558,7 +448,8 @@ mod tests {
             "credentials.ios.topic",
             "credentials.ios.key_file",
             "credentials.android.topic: does not apply",
-            "credentials.android.service_account_file: required",
+            "credentials.web.service_account_file: required",
+            "credentials.nokia.vendor: unknown vendor",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }

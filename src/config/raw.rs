@@ -82,14 +82,12 @@ pub struct RawDelivery {
     pub queue_capacity: usize,
 }
 
-/// `[credentials.<name>]`: one flat table; which fields apply depends on `vendor`, and
-/// validation names any field that is missing or does not belong.
+/// `[credentials.<name>]`: the fields every credential shares; the rest of the table belongs to
+/// the vendor and is parsed by its module (`provider::credential::build`), which rejects
+/// unknown fields.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawCredential {
     pub vendor: String,
-    /// Base URL of the vendor API; default: the vendor's production host.
-    pub endpoint: Option<String>,
     /// PEM files of extra trust roots (e.g. the mock vendors' CA). `{data_dir}` is expanded.
     #[serde(default)]
     pub extra_roots: Vec<String>,
@@ -97,19 +95,7 @@ pub struct RawCredential {
     pub burst: Option<u32>,
     pub max_in_flight: Option<usize>,
     pub queue_capacity: Option<usize>,
-    // APNs
-    /// `production` (default) or `sandbox`: picks the default endpoint.
-    pub environment: Option<String>,
-    pub topic: Option<String>,
-    /// `.p8` key file (token auth).
-    pub key_file: Option<String>,
-    pub key_id: Option<String>,
-    pub team_id: Option<String>,
-    /// PEM certificate + key file (certificate auth), instead of `key_file`.
-    pub certificate_file: Option<String>,
-    // FCM
-    pub service_account_file: Option<String>,
-    /// Overrides the service account's `token_uri`.
-    pub token_uri: Option<String>,
-    pub channel_id: Option<String>,
+    /// The vendor's own fields.
+    #[serde(flatten)]
+    pub vendor_fields: toml::Table,
 }

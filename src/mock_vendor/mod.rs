@@ -28,7 +28,13 @@
 pub mod apns;
 pub mod control;
 pub mod fcm;
+pub mod honor;
+pub mod huawei;
+pub mod meizu;
+pub mod oppo;
 pub mod tls;
+pub mod vivo;
+pub mod xiaomi;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::{self, Write as _};

@@ -851,3 +851,85 @@ mod tests {
         assert!(apns.classify(&[], StatusCode::OK, &HeaderMap::new(), b"").is_empty());
     }
 }
+
+/// The `[credentials.<name>]` fields of an APNs credential.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApnsCredential {
+    /// Base URL; default from `environment`.
+    endpoint: Option<String>,
+    /// `production` (default) or `sandbox`.
+    environment: Option<String>,
+    topic: Option<String>,
+    /// `.p8` key (token auth) …
+    key_file: Option<String>,
+    key_id: Option<String>,
+    team_id: Option<String>,
+    /// … or a PEM certificate + key (certificate auth).
+    certificate_file: Option<String>,
+}
+
+/// Builds an APNs vendor from its credential table.
+pub fn from_config(
+    table: &toml::Table,
+    ctx: &super::credential::CredentialContext<'_>,
+) -> Result<super::credential::VendorBuild, Vec<super::credential::Problem>> {
+    use super::credential::{fields, Problem, VendorBuild};
+    let c: ApnsCredential = fields(table)?;
+    let mut problems = Vec::new();
+    let default_host = match c.environment.as_deref() {
+        None | Some("production") => "https://api.push.apple.com",
+        Some("sandbox") => "https://api.sandbox.push.apple.com",
+        Some(other) => {
+            problems.push(Problem::new("environment", format!("{other:?}: expected \"production\" or \"sandbox\"")));
+            "https://api.push.apple.com"
+        }
+    };
+    let endpoint =
+        ctx.url("endpoint", c.endpoint.as_deref().unwrap_or(default_host)).map_err(|p| problems.push(p)).ok();
+    let mut identity_pem = None;
+    let required = |field: &str, v: &Option<String>, problems: &mut Vec<Problem>| match v {
+        Some(s) if !s.trim().is_empty() => Some(s.clone()),
+        _ => {
+            problems.push(Problem::new(field, "required for token auth (with key_file)"));
+            None
+        }
+    };
+    let auth = match (&c.key_file, &c.certificate_file) {
+        (Some(kf), None) => {
+            let key_pem = ctx.read_file("key_file", kf).map_err(|p| problems.push(p)).ok();
+            let key_id = required("key_id", &c.key_id, &mut problems);
+            let team_id = required("team_id", &c.team_id, &mut problems);
+            match (key_pem, key_id, team_id) {
+                (Some(key_pem), Some(key_id), Some(team_id)) => Some(ApnsAuth::Token { key_pem, key_id, team_id }),
+                _ => None,
+            }
+        }
+        (None, Some(cf)) => {
+            for (field, set) in [("key_id", c.key_id.is_some()), ("team_id", c.team_id.is_some())] {
+                if set {
+                    problems.push(Problem::new(field, "only for token auth (key_file)"));
+                }
+            }
+            identity_pem = ctx.read_file("certificate_file", cf).map_err(|p| problems.push(p)).ok();
+            identity_pem.as_ref().map(|_| ApnsAuth::Certificate)
+        }
+        _ => {
+            problems.push(Problem::new("key_file", "set exactly one of key_file (token auth) or certificate_file"));
+            None
+        }
+    };
+    let topic = c.topic.filter(|t| !t.trim().is_empty());
+    if topic.is_none() {
+        problems.push(Problem::new("topic", "required: the app's bundle id"));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let (Some(endpoint), Some(auth), Some(topic)) = (endpoint, auth, topic) else {
+        return Err(vec![Problem::new("", "incomplete APNs credential")]);
+    };
+    let apns =
+        Apns::new(ApnsConfig { endpoint, topic, auth }).map_err(|e| vec![Problem::new("key_file", e.to_string())])?;
+    Ok(VendorBuild { vendor: std::sync::Arc::new(apns), http2_only: true, identity_pem })
+}

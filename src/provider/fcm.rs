@@ -1009,3 +1009,56 @@ mod tests {
         );
     }
 }
+
+/// The `[credentials.<name>]` fields of an FCM credential.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FcmCredential {
+    /// Base URL; default `https://fcm.googleapis.com`.
+    endpoint: Option<String>,
+    /// The service-account JSON key file.
+    service_account_file: String,
+    /// Overrides the key file's `token_uri`.
+    token_uri: Option<String>,
+    /// Android notification channel.
+    channel_id: Option<String>,
+}
+
+/// Builds an FCM vendor from its credential table.
+pub fn from_config(
+    table: &toml::Table,
+    ctx: &super::credential::CredentialContext<'_>,
+) -> Result<super::credential::VendorBuild, Vec<super::credential::Problem>> {
+    use super::credential::{fields, Problem, VendorBuild};
+    let c: FcmCredential = fields(table)?;
+    let mut problems = Vec::new();
+    let endpoint = ctx
+        .url("endpoint", c.endpoint.as_deref().unwrap_or("https://fcm.googleapis.com"))
+        .map_err(|p| problems.push(p))
+        .ok();
+    let account = ctx
+        .read_file("service_account_file", &c.service_account_file)
+        .and_then(|json| ServiceAccount::from_json(&json).map_err(|e| Problem::new("service_account_file", e)))
+        .map_err(|p| problems.push(p))
+        .ok()
+        .map(|mut a| {
+            if let Some(uri) = &c.token_uri {
+                a.token_uri = uri.clone();
+            }
+            a
+        });
+    if let Some(a) = &account {
+        if let Err(p) = ctx.url("token_uri", &a.token_uri) {
+            problems.push(p);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let (Some(endpoint), Some(account)) = (endpoint, account) else {
+        return Err(vec![Problem::new("", "incomplete FCM credential")]);
+    };
+    let fcm = Fcm::new(FcmConfig { endpoint, account, channel_id: c.channel_id })
+        .map_err(|e| vec![Problem::new("service_account_file", e.to_string())])?;
+    Ok(VendorBuild::https(fcm))
+}

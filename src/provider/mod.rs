@@ -16,8 +16,15 @@
 pub mod actor;
 pub mod apns;
 pub mod auth_cache;
+pub mod credential;
 pub mod fcm;
+pub mod honor;
+pub mod huawei;
+pub mod meizu;
+pub mod oppo;
 pub mod retry;
+pub mod vivo;
+pub mod xiaomi;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,7 +44,8 @@ pub enum Outcome {
     InvalidToken { reason: &'static str, since: Option<Timestamp> },
     /// Transient: 429, 5xx, busy codes, timeout, connection loss.
     Retry { after: Option<Duration>, reason: &'static str },
-    /// "Not again today": park until the vendor's quota day rolls over.
+    /// "Not again today": park until `until`, or when `None`, until the vendor's quota day
+    /// rolls over (00:00 China Standard Time; the shared layer computes it).
     QuotaExhausted { until: Option<Timestamp>, reason: &'static str },
     /// The cached auth token was rejected: refresh it once and retry.
     RefreshAuth { reason: &'static str },
@@ -148,6 +156,15 @@ pub trait Vendor: Send + Sync + 'static {
     /// How many tokens one request may carry for identical content (1 for APNs and FCM).
     fn max_batch(&self) -> usize {
         1
+    }
+
+    /// Pushes with the same key carry the same wire content apart from their tokens, so the
+    /// shared layer may send them in one request (up to [`Vendor::max_batch`] tokens). `None`
+    /// (the default) never batches. Hash only what the vendor's request actually sends: a
+    /// vendor without a badge field ignores the per-user badge, so group fan-out batches.
+    fn batch_key(&self, push: &VendorPush) -> Option<u64> {
+        let _ = push;
+        None
     }
 
     /// How to get auth material at `now`.

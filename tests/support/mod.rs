@@ -22,6 +22,40 @@ pub fn demo_file(name: &str) -> String {
     format!("{}/config/demo/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// What a test sets up before the daemon starts: a temp data dir, the clock shared by the
+/// daemon and the mocks, and the mock CA (written to `ca_path`, trusted by every credential).
+/// A vendor test starts its own mock with `tls` and `clock`, then the daemon with
+/// [`TestDaemon::start_in`] and a credential pointing at the mock.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub clock: ManualClock,
+    pub tls: Arc<MockTls>,
+    pub ca_path: std::path::PathBuf,
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestEnv {
+    /// A fresh environment; the clock stands at the real now.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = ManualClock::new(chrono::Utc::now());
+        let tls = Arc::new(MockTls::generate().expect("mock TLS"));
+        let ca_path = dir.path().join("mock-ca.pem");
+        std::fs::write(&ca_path, &tls.ca_pem).expect("write CA");
+        Self { dir, clock, tls, ca_path }
+    }
+
+    /// The clock as the mocks take it.
+    pub fn shared_clock(&self) -> SharedClock {
+        Arc::new(self.clock.clone())
+    }
+}
+
 /// A running daemon with its mocks.
 pub struct TestDaemon {
     pub running: Running,
@@ -61,13 +95,13 @@ impl TestDaemon {
 
     /// Starts with `extra` TOML and a tweak of the mock APNs config (stream limit, …).
     pub async fn start_full(extra: &str, tweak_apns: impl FnOnce(&mut MockApnsConfig)) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let clock = ManualClock::new(chrono::Utc::now());
-        let shared: SharedClock = Arc::new(clock.clone());
-        let tls = Arc::new(MockTls::generate().expect("mock TLS"));
-        let ca_path = dir.path().join("mock-ca.pem");
-        std::fs::write(&ca_path, &tls.ca_pem).expect("write CA");
+        Self::start_in(TestEnv::new(), extra, tweak_apns).await
+    }
 
+    /// Starts in a prepared environment (whose CA and clock other mocks may already use).
+    pub async fn start_in(env: TestEnv, extra: &str, tweak_apns: impl FnOnce(&mut MockApnsConfig)) -> Self {
+        let TestEnv { dir, clock, tls, ca_path } = env;
+        let shared: SharedClock = Arc::new(clock.clone());
         let mut acfg = MockApnsConfig::new(
             "TEAM123456",
             "KEY1234567",

@@ -1,0 +1,1 @@
+//! Mock Honor push (issue 4, in progress).

@@ -1,0 +1,1 @@
+//! Mock Huawei push (issue 4, in progress).

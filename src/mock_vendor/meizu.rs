@@ -1,0 +1,1 @@
+//! Mock Meizu push (issue 4, in progress).

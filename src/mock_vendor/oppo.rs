@@ -1,0 +1,1 @@
+//! Mock Oppo push (issue 4, in progress).

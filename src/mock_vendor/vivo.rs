@@ -1,0 +1,1 @@
+//! Mock Vivo push (issue 4, in progress).

@@ -1,0 +1,1 @@
+//! Mock Xiaomi push (issue 4, in progress).
