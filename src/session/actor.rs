@@ -189,7 +189,8 @@ impl Session {
             };
             metrics::counter!(m::DECISIONS, "verdict" => label).increment(1);
             let existing = entry.devices.iter().position(|t| t.device == d.device.as_str());
-            // A device already pushed keeps its push trace; only the decision word changes.
+            // A device already pushed keeps its `push` trace: re-deciding it (as `duplicate`)
+            // would hide from "why didn't my phone ring?" that it did.
             if let Some(i) = existing {
                 if entry.devices[i].push.is_some() {
                     continue;
@@ -323,6 +324,26 @@ impl Session {
         self.evaluate(f.message, f.offline_for, ctx);
     }
 
+    /// A device that left (offline, kicked, logged out) while messages waited for its ack
+    /// counts as offline for them; those with no online device left waiting fall back now.
+    fn device_left(&mut self, device: &DeviceId, ctx: &mut Context<Self>) {
+        let ids: Vec<MessageId> =
+            self.in_flight.iter().filter(|(_, f)| f.waiting.contains(device)).map(|(id, _)| id.clone()).collect();
+        for id in ids {
+            let Some(f) = self.in_flight.get_mut(&id) else { continue };
+            f.waiting.remove(device);
+            f.offline_for.insert(device.clone());
+            if f.waiting.is_empty() {
+                if let Some(mut f) = self.in_flight.remove(&id) {
+                    if let Some(t) = f.timer.take() {
+                        ctx.cancel_future(t);
+                    }
+                    self.fall_back(f, "offline", ctx);
+                }
+            }
+        }
+    }
+
     fn touch(&mut self) {
         self.last_command = Instant::now();
     }
@@ -398,7 +419,7 @@ impl Handler<RegisterDevice> for Session {
 impl Handler<RemoveDevice> for Session {
     type Result = Result<bool, StoreError>;
 
-    fn handle(&mut self, msg: RemoveDevice, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: RemoveDevice, ctx: &mut Self::Context) -> Self::Result {
         self.touch();
         if !self.devices.contains_key(&msg.device) {
             return Ok(false);
@@ -413,6 +434,9 @@ impl Handler<RemoveDevice> for Session {
             self.services.store.put_presence(&self.user, &msg.device, record)?;
             self.presence.insert(msg.device.clone(), record);
         }
+        // A logout is the device going offline: messages waiting for its ack must not wait out
+        // the ack timeout (product.md §2, in-flight messages).
+        self.device_left(&msg.device, ctx);
         tracing::info!(user = %self.user, device = %msg.device, unbind = msg.unbind, "device logged out");
         Ok(true)
     }
@@ -452,22 +476,7 @@ impl Handler<PresenceChanged> for Session {
             self.counted.clear();
             return Ok(true);
         }
-        // A device that left while messages waited for its ack counts as offline for them.
-        let ids: Vec<MessageId> =
-            self.in_flight.iter().filter(|(_, f)| f.waiting.contains(&msg.device)).map(|(id, _)| id.clone()).collect();
-        for id in ids {
-            let Some(f) = self.in_flight.get_mut(&id) else { continue };
-            f.waiting.remove(&msg.device);
-            f.offline_for.insert(msg.device.clone());
-            if f.waiting.is_empty() {
-                if let Some(mut f) = self.in_flight.remove(&id) {
-                    if let Some(t) = f.timer.take() {
-                        ctx.cancel_future(t);
-                    }
-                    self.fall_back(f, "offline", ctx);
-                }
-            }
-        }
+        self.device_left(&msg.device, ctx);
         Ok(true)
     }
 }
