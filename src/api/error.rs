@@ -35,6 +35,11 @@ pub enum ApiError {
     Busy,
     #[error("storage unavailable")]
     Unavailable,
+    /// Any of the above, found in one item of a list (`messages[3]`, `events[0]`). The item's
+    /// own code and status are kept, so a batch refuses with the same code a single request
+    /// would get, and the message names the item (product.md §5).
+    #[error("{path}: {inner}")]
+    At { path: String, inner: Box<ApiError> },
 }
 
 impl ApiError {
@@ -54,15 +59,22 @@ impl ApiError {
             ApiError::TooMany { .. } => "too_many_items",
             ApiError::Busy => "busy",
             ApiError::Unavailable => "unavailable",
+            ApiError::At { inner, .. } => inner.code(),
         }
     }
 
-    /// Prefixes the message with where in the request the problem is (`messages[3]`).
+    /// Prefixes the message with where in the request the problem is (`messages[3]`), for
+    /// every validation error, whatever its code (an unknown template or too many recipients
+    /// in `messages[1]` must name it as much as a bad field does).
     pub fn at(self, path: &str) -> Self {
         match self {
-            ApiError::InvalidField(m) => ApiError::InvalidField(format!("{path}: {m}")),
-            ApiError::InvalidTokenFormat(m) => ApiError::InvalidTokenFormat(format!("{path}: {m}")),
-            other => other,
+            // About the request or the daemon, not about one item.
+            ApiError::MissingApiKey
+            | ApiError::WrongApiKey
+            | ApiError::BodyTooLarge(_)
+            | ApiError::Busy
+            | ApiError::Unavailable => self,
+            inner => ApiError::At { path: path.to_owned(), inner: Box::new(inner) },
         }
     }
 }
@@ -70,6 +82,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
+            ApiError::At { inner, .. } => inner.status_code(),
             ApiError::MissingApiKey | ApiError::WrongApiKey => StatusCode::UNAUTHORIZED,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -119,4 +132,32 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         serde_json::error::Category::Data => ApiError::InvalidField(e.to_string()),
         _ => ApiError::MalformedJson(e.to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_error_keeps_its_code_and_status_and_names_the_item() {
+        let cases = [
+            (ApiError::InvalidField("kind: \"sticker\" is not one of text".into()), "invalid_field"),
+            (ApiError::UnknownTemplate("nope".into()), "unknown_template"),
+            (ApiError::TooMany { what: "to", max: 2 }, "too_many_items"),
+        ];
+        for (e, code) in cases {
+            let status = e.status_code();
+            let at = e.clone().at("messages[1]");
+            assert_eq!(at.code(), code);
+            assert_eq!(at.status_code(), status);
+            assert_eq!(at.to_string(), format!("messages[1]: {e}"));
+        }
+    }
+
+    #[test]
+    fn request_level_errors_are_not_attributed_to_an_item() {
+        for e in [ApiError::Busy, ApiError::Unavailable, ApiError::BodyTooLarge(10), ApiError::WrongApiKey] {
+            assert_eq!(e.clone().at("messages[1]"), e);
+        }
+    }
 }

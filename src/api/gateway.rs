@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::future::join_all;
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
@@ -46,8 +46,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/users/{user}/conversations/{conv}/settings", web::put().to(put_conv_settings))
             .route("/users/{user}/conversations/{conv}/settings", web::get().to(get_conv_settings))
             .route("/users/{user}/conversations/{conv}/settings", web::delete().to(delete_conv_settings))
-            .route("/users/{user}/pushes", web::get().to(get_pushes)),
+            .route("/users/{user}/pushes", web::get().to(get_pushes))
+            // Anything else under /v1 (unknown path, or a known path with another method)
+            // answers in the API's error shape rather than actix's empty 404.
+            .default_service(web::to(no_route)),
     );
+}
+
+async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
 }
 
 type Body = Result<web::Bytes, actix_web::Error>;
@@ -190,6 +197,9 @@ struct PresenceEvent {
     at: Option<String>,
 }
 
+/// How far ahead of pushd's clock a presence event's `at` may be (gateway clock skew).
+const MAX_PRESENCE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
 async fn post_presence(_k: GatewayKey, state: web::Data<ApiState>, b: Body) -> Result<HttpResponse, ApiError> {
     let b = body(b, &state)?;
     let req: PresenceBody = parse_json(&b)?;
@@ -210,6 +220,11 @@ async fn post_presence(_k: GatewayKey, state: web::Data<ApiState>, b: Body) -> R
             Some(s) => timestamp("at", s).map_err(|err| err.at(&here))?,
             None => now,
         };
+        // An event stamped far ahead would make every later event of the device look stale
+        // and freeze its presence: allow clock skew, refuse the rest.
+        if t > now + MAX_PRESENCE_SKEW {
+            return Err(ApiError::InvalidField(format!("{here}.at: more than 5 minutes in the future")));
+        }
         events.push((u, PresenceChanged { device, presence, at: t }));
     }
     // Events of one user stay in order; users proceed concurrently.

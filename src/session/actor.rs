@@ -25,7 +25,7 @@ use actix::prelude::*;
 use super::messages::*;
 use super::registry::{Registry, Services};
 use crate::metrics as m;
-use crate::model::{ChatSettings, ConversationId, Device, DeviceId, Message, MessageId, Presence, UserId};
+use crate::model::{ChatSettings, ConversationId, Device, DeviceId, Message, MessageId, Presence, Token, UserId};
 use crate::policy::{self, DeviceView, Recipient, Verdict};
 use crate::provider::actor::{PushJob, Target};
 use crate::provider::Outcome;
@@ -237,6 +237,16 @@ impl Session {
     ) -> DeviceTrace {
         let Some(device) = self.devices.get(device_id) else { return dt };
         let Some(token) = device.token.clone() else { return dt };
+        // The store's token index is the authority on "last login wins": the TokenRevoked
+        // notice from the new owner's session may not have arrived yet (or been lost), and a
+        // push here would show this user's message on someone else's phone.
+        let owner = self.services.store.token_owner(&device.credential, &token).unwrap_or(None);
+        if owner.as_ref().is_some_and(|(u, d)| u != &self.user || d != device_id) {
+            let credential = device.credential.clone();
+            self.token_moved(device_id, &credential, &token);
+            dt.decision = "no_token".to_owned();
+            return dt;
+        }
         let Some(provider) = self.services.provider(&device.credential) else {
             dt.decision = "unknown_credential".to_owned();
             return dt;
@@ -341,6 +351,18 @@ impl Session {
                     self.fall_back(f, "offline", ctx);
                 }
             }
+        }
+    }
+
+    /// Unbinds `token` from `device` if the device still holds it (it moved to another user).
+    fn token_moved(&mut self, device: &DeviceId, credential: &crate::model::CredentialName, token: &Token) {
+        let Some(d) = self.devices.get_mut(device) else { return };
+        if &d.credential == credential && d.token.as_ref() == Some(token) {
+            d.token = None;
+            if let Err(e) = self.services.store.put_device(&self.user, d) {
+                tracing::error!(user = %self.user, error = %e, "token unbind not stored");
+            }
+            tracing::info!(user = %self.user, device = %device, "token moved to another user");
         }
     }
 
@@ -571,14 +593,7 @@ impl Handler<TokenRevoked> for Session {
 
     fn handle(&mut self, msg: TokenRevoked, _ctx: &mut Self::Context) {
         self.touch();
-        let Some(device) = self.devices.get_mut(&msg.device) else { return };
-        if device.credential == msg.credential && device.token.as_ref() == Some(&msg.token) {
-            device.token = None;
-            if let Err(e) = self.services.store.put_device(&self.user, device) {
-                tracing::error!(user = %self.user, error = %e, "token unbind not stored");
-            }
-            tracing::info!(user = %self.user, device = %msg.device, "token moved to another user");
-        }
+        self.token_moved(&msg.device, &msg.credential, &msg.token);
     }
 }
 
@@ -592,7 +607,10 @@ impl Handler<DeliveryReported> for Session {
         if let Outcome::InvalidToken { reason, since } = &report.outcome {
             if let Some(device) = self.devices.get_mut(&target.device) {
                 let same = device.token.as_ref() == Some(&target.token);
-                let registered_later = since.is_some_and(|s| device.token_registered_at > s);
+                // APNs timestamps are milliseconds: compare at that precision, so a 410 in the
+                // same millisecond as the registration still removes the token (apns.md §5).
+                let registered_later =
+                    since.is_some_and(|s| device.token_registered_at.timestamp_millis() > s.timestamp_millis());
                 if same && !registered_later {
                     device.token = None;
                     match self.services.store.put_device(&self.user, device) {
