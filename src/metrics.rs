@@ -37,6 +37,12 @@ pub const INFLIGHT_FALLBACKS: &str = "pushd_inflight_fallbacks_total";
 pub const VENDOR_IN_FLIGHT: &str = "pushd_vendor_requests_in_flight";
 /// Presence events, label `outcome` (`applied`, `stale`).
 pub const PRESENCE_EVENTS: &str = "pushd_presence_events_total";
+/// Pushes parked because a credential's daily quota was spent, label `credential`.
+pub const QUOTA_PARKED: &str = "pushd_quota_parked_total";
+/// 1 while a credential's daily quota is spent, label `credential`.
+pub const CREDENTIAL_PARKED: &str = "pushd_credential_parked";
+/// 1 while the mass-invalidation guard holds token pruning for a credential, label `credential`.
+pub const PRUNING_PAUSED: &str = "pushd_pruning_paused";
 /// API requests rejected, label `code` (the stable error code).
 pub const API_ERRORS: &str = "pushd_api_errors_total";
 
@@ -90,4 +96,7 @@ fn describe() {
     describe_gauge!(VENDOR_IN_FLIGHT, "Vendor requests in flight per credential.");
     describe_counter!(PRESENCE_EVENTS, "Presence events by outcome.");
     describe_counter!(API_ERRORS, "API requests rejected, by error code.");
+    describe_counter!(QUOTA_PARKED, "Pushes parked because a credential's daily quota was spent.");
+    describe_gauge!(CREDENTIAL_PARKED, "1 while a credential's daily quota is spent.");
+    describe_gauge!(PRUNING_PAUSED, "1 while the mass-invalidation guard holds token pruning.");
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::model::{CredentialName, MultiDevicePolicy, PushMode, TemplateName, VendorKind};
 use crate::policy::PolicyConfig;
-use crate::provider::actor::{ProviderSettings, TransportSettings};
+use crate::provider::actor::{GuardSettings, ProviderSettings, TransportSettings};
 use crate::provider::credential::{self, CredentialContext};
 use crate::provider::retry::RetryPolicy;
 use crate::provider::Vendor;
@@ -273,6 +273,12 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
     if d.max_attempts == 0 {
         p.add("delivery.max_attempts", "must be at least 1");
     }
+    if !(d.mass_invalidation_ratio > 0.0 && d.mass_invalidation_ratio <= 1.0) {
+        p.add("delivery.mass_invalidation_ratio", "must be in (0, 1]");
+    }
+    if d.mass_invalidation_window == 0 {
+        p.add("delivery.mass_invalidation_window", "must be greater than 0");
+    }
     let retry = RetryPolicy {
         max_attempts: d.max_attempts.max(1),
         base: Duration::from_millis(d.backoff_base_ms),
@@ -386,6 +392,13 @@ fn credential(
             queue_capacity: c.queue_capacity.unwrap_or(d.queue_capacity).max(1),
             request_timeout: Duration::from_millis(d.request_timeout_ms),
             retry,
+            batch_linger: Duration::from_millis(d.batch_linger_ms),
+            quota_recheck: Duration::from_millis(d.quota_recheck_ms.max(1)),
+            guard: GuardSettings {
+                window: d.mass_invalidation_window,
+                min_samples: d.mass_invalidation_min,
+                ratio: d.mass_invalidation_ratio,
+            },
             transport: TransportSettings {
                 http2_only: build.http2_only,
                 extra_roots_pem: roots,

@@ -80,6 +80,11 @@ pub struct RawDelivery {
     pub burst: u32,
     pub max_in_flight: usize,
     pub queue_capacity: usize,
+    pub batch_linger_ms: u64,
+    pub quota_recheck_ms: u64,
+    pub mass_invalidation_window: usize,
+    pub mass_invalidation_min: usize,
+    pub mass_invalidation_ratio: f64,
 }
 
 /// `[credentials.<name>]`: the fields every credential shares; the rest of the table belongs to

@@ -11,6 +11,20 @@
 //! vendor's Retry-After, and stops at `max_attempts` or the deadline. A rejected cached auth
 //! token is refreshed once. The final outcome of each token goes to the [`ReportSink`].
 //!
+//! Batching: for a vendor that accepts several tokens per request, pushes with the same
+//! [`Vendor::batch_key`] arriving within `batch_linger` are merged into one request of up to
+//! `max_batch` tokens (group fan-out); each token still gets its own outcome.
+//!
+//! Daily quotas: a `QuotaExhausted` answer parks the credential until the vendor's day rolls
+//! over (00:00 China Standard Time unless the vendor said when). Parked pushes are reported to
+//! the session (the trace says so), re-checked every `quota_recheck` against the clock, and sent
+//! when the day has turned; parking counts neither as an attempt nor against the deadline. While
+//! parked, other non-urgent pushes (all but VoIP) wait too instead of spending requests.
+//!
+//! Mass invalidation: when most recent answers of a credential say "invalid token" (a wrong
+//! app id or environment rather than a million uninstalls), pruning pauses for that credential:
+//! reports carry `prune: false` and `pushd_pruning_paused{credential}` is 1.
+//!
 //! The HTTP/2 stream limit the vendor advertises (APNs lowers it to 1 after rejections) is
 //! honoured below this layer: the h2 client never opens more streams than the peer allows and
 //! queues the rest, so the effective in-flight count is `min(max_in_flight, peer limit)`.
@@ -66,7 +80,10 @@ pub struct DeliveryReport {
     pub credential: CredentialName,
     pub vendor: VendorKind,
     pub attempts: Vec<Attempt>,
+    /// Final, except `QuotaExhausted`: the push is parked and a final report follows.
     pub outcome: Outcome,
+    /// False while the mass-invalidation guard holds: keep the token despite `InvalidToken`.
+    pub prune: bool,
 }
 
 /// Where final outcomes go (the session registry routes them to the user's session).
@@ -97,6 +114,57 @@ pub struct ProviderSettings {
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
     pub transport: TransportSettings,
+    /// How long a batchable push waits for others with the same content.
+    pub batch_linger: Duration,
+    /// How often parked (quota-exhausted) pushes look at the clock.
+    pub quota_recheck: Duration,
+    pub guard: GuardSettings,
+}
+
+/// When the mass-invalidation guard pauses pruning.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuardSettings {
+    /// Final answers remembered per credential.
+    pub window: usize,
+    /// Fewer answers than this never trip the guard.
+    pub min_samples: usize,
+    /// Share of invalid-token answers in the window that pauses pruning; it resumes below half.
+    pub ratio: f64,
+}
+
+impl Default for GuardSettings {
+    fn default() -> Self {
+        Self { window: 200, min_samples: 50, ratio: 0.5 }
+    }
+}
+
+/// The mass-invalidation guard's memory: the last final answers (true = invalid token).
+#[derive(Debug, Default)]
+struct Guard {
+    recent: std::collections::VecDeque<bool>,
+    invalid: usize,
+    paused: bool,
+}
+
+impl Guard {
+    /// Records one final answer; returns whether pruning is allowed now.
+    fn record(&mut self, invalid: bool, s: &GuardSettings) -> bool {
+        self.recent.push_back(invalid);
+        self.invalid += usize::from(invalid);
+        while self.recent.len() > s.window.max(1) {
+            if self.recent.pop_front() == Some(true) {
+                self.invalid -= 1;
+            }
+        }
+        let n = self.recent.len();
+        let share = self.invalid as f64 / n as f64;
+        if !self.paused && n >= s.min_samples && share >= s.ratio {
+            self.paused = true;
+        } else if self.paused && share < s.ratio / 2.0 {
+            self.paused = false;
+        }
+        !self.paused
+    }
 }
 
 /// The provider cannot take more work now; the caller keeps the push and tries later.
@@ -122,11 +190,24 @@ struct Shared {
     clock: SharedClock,
     sink: ReportSink,
     queued: AtomicUsize,
+    /// Until when the vendor's daily quota is spent.
+    parked_until: std::sync::Mutex<Option<Timestamp>>,
+    guard: std::sync::Mutex<Guard>,
+}
+
+/// Pushes with one batch key waiting to go out together.
+struct Batch {
+    push: Arc<VendorPush>,
+    targets: Vec<Target>,
+    accepted_at: Timestamp,
+    /// Jobs merged in (each counted once in `queued`).
+    jobs: usize,
 }
 
 /// The actor owning one credential's delivery.
 pub struct ProviderActor {
     shared: Arc<Shared>,
+    batches: std::collections::HashMap<u64, Batch>,
 }
 
 /// Send a rendered push to tokens of this credential.
@@ -146,12 +227,42 @@ impl Actor for ProviderActor {
 impl Handler<Deliver> for ProviderActor {
     type Result = ();
 
-    fn handle(&mut self, Deliver(job): Deliver, _ctx: &mut Self::Context) {
+    fn handle(&mut self, Deliver(job): Deliver, ctx: &mut Self::Context) {
+        let max = self.shared.vendor.max_batch();
+        let key = if max > 1 { self.shared.vendor.batch_key(&job.push) } else { None };
+        let Some(key) = key else {
+            self.spawn(job, 1);
+            return;
+        };
+        let linger = self.shared.settings.batch_linger;
+        let batch = self.batches.entry(key).or_insert_with(|| {
+            // The first push of a batch opens the window; the rest join until it closes or fills.
+            ctx.run_later(linger, move |act, _| act.flush(key));
+            Batch { push: job.push.clone(), targets: Vec::new(), accepted_at: job.accepted_at, jobs: 0 }
+        });
+        batch.targets.extend(job.targets);
+        batch.accepted_at = batch.accepted_at.min(job.accepted_at);
+        batch.jobs += 1;
+        if batch.targets.len() >= max {
+            self.flush(key);
+        }
+    }
+}
+
+impl ProviderActor {
+    fn spawn(&self, job: PushJob, jobs: usize) {
         let shared = self.shared.clone();
         actix::spawn(async move {
             shared.deliver(job).await;
-            shared.queued.fetch_sub(1, Ordering::AcqRel);
+            shared.queued.fetch_sub(jobs, Ordering::AcqRel);
         });
+    }
+
+    /// Sends what a batch holds (a timer may find it already sent: then nothing happens).
+    fn flush(&mut self, key: u64) {
+        if let Some(b) = self.batches.remove(&key) {
+            self.spawn(PushJob { push: b.push, targets: b.targets, accepted_at: b.accepted_at }, b.jobs);
+        }
     }
 }
 
@@ -178,13 +289,15 @@ impl ProviderHandle {
             limiter: RateLimiter::direct(quota),
             auth: AuthCache::new(),
             queued: AtomicUsize::new(0),
+            parked_until: std::sync::Mutex::new(None),
+            guard: std::sync::Mutex::new(Guard::default()),
             settings,
             vendor,
             client,
             clock,
             sink,
         });
-        let actor = ProviderActor { shared: shared.clone() };
+        let actor = ProviderActor { shared: shared.clone(), batches: Default::default() };
         let addr = ProviderActor::start_in_arbiter(arbiter, move |_| actor);
         Ok(Self { addr, shared })
     }
@@ -260,16 +373,24 @@ impl Shared {
 
     /// Runs attempts for one request's worth of targets until each has a final outcome.
     async fn deliver_chunk(&self, push: &VendorPush, mut pending: Vec<Pending>, accepted_at: Timestamp) {
-        let started = tokio::time::Instant::now();
+        let mut started = tokio::time::Instant::now();
         let mut attempt_no: u32 = 0;
         let mut refreshed = false;
+        // Calls get through while the quota is spent unless the vendor refused them too.
+        let mut urgent = push.push_type == crate::model::PushType::Voip;
         while !pending.is_empty() {
+            if !urgent && self.wait_if_parked(&pending).await {
+                // Parking is not the pushes' fault: attempts and deadline start over.
+                started = tokio::time::Instant::now();
+                attempt_no = 0;
+            }
             attempt_no += 1;
             let (auth, outcomes, status) = self.attempt(push, &pending).await;
             let at = self.clock.now();
             let mut retry_after: Option<Duration> = None;
             let mut again = Vec::new();
             let mut refresh = false;
+            let mut parked = false;
             for (mut p, outcome) in pending.into_iter().zip(outcomes) {
                 p.attempts.push(Attempt { at, status, outcome: outcome.class(), reason: outcome.reason() });
                 match outcome {
@@ -284,11 +405,21 @@ impl Shared {
                         again.push((p, Outcome::Fatal { reason }));
                     }
                     Outcome::RefreshAuth { reason } => self.finish(p, Outcome::Fatal { reason }, accepted_at),
+                    Outcome::QuotaExhausted { until, reason } => {
+                        self.park(until, at);
+                        parked = true;
+                        again.push((p, Outcome::QuotaExhausted { until, reason }));
+                    }
                     other => self.finish(p, other, accepted_at),
                 }
             }
             if again.is_empty() {
                 return;
+            }
+            pending = again.into_iter().map(|(p, _)| p).collect();
+            if parked {
+                urgent = false;
+                continue;
             }
             if refresh {
                 // Refresh once, then retry at once: the request was rejected for its auth only.
@@ -296,22 +427,67 @@ impl Shared {
                 if let Some(token) = &auth {
                     self.auth.invalidate(token).await;
                 }
-                pending = again.into_iter().map(|(p, _)| p).collect();
                 continue;
             }
-            let delay = self.settings.retry.next_delay(attempt_no, started.elapsed(), retry_after, rand::random());
-            match delay {
-                Some(d) => {
-                    pending = again.into_iter().map(|(p, _)| p).collect();
-                    tokio::time::sleep(d).await;
-                }
+            match self.settings.retry.next_delay(attempt_no, started.elapsed(), retry_after, rand::random()) {
+                Some(d) => tokio::time::sleep(d).await,
                 None => {
-                    for (p, last) in again {
-                        self.finish(p, last, accepted_at);
+                    for p in pending {
+                        let last = p.attempts.last().map_or("gave_up", |a| a.reason);
+                        self.finish(p, Outcome::Retry { after: None, reason: last }, accepted_at);
                     }
                     return;
                 }
             }
+        }
+    }
+
+    /// Marks the credential's quota spent until `until` (default: the vendor's next day).
+    fn park(&self, until: Option<Timestamp>, now: Timestamp) {
+        let until = until.unwrap_or_else(|| next_vendor_day(now));
+        let mut slot = self.parked_until.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none_or(|u| u < until) {
+            *slot = Some(until);
+            let credential = self.settings.credential.as_str().to_owned();
+            metrics::gauge!(m::CREDENTIAL_PARKED, "credential" => credential).set(1.0);
+            tracing::warn!(credential = %self.settings.credential, %until, "daily quota spent: parking pushes");
+        }
+    }
+
+    /// While the credential is parked, tells the sessions (trace) and waits for the vendor's day
+    /// to turn, looking at the clock every `quota_recheck`. Returns whether it waited.
+    async fn wait_if_parked(&self, pending: &[Pending]) -> bool {
+        let mut reported = false;
+        loop {
+            let now = self.clock.now();
+            let until = {
+                let mut slot = self.parked_until.lock().unwrap_or_else(|p| p.into_inner());
+                if slot.is_some_and(|u| u <= now) {
+                    *slot = None;
+                    let credential = self.settings.credential.as_str().to_owned();
+                    metrics::gauge!(m::CREDENTIAL_PARKED, "credential" => credential).set(0.0);
+                }
+                *slot
+            };
+            let Some(until) = until else { return reported };
+            if !reported {
+                reported = true;
+                let credential = self.settings.credential.as_str().to_owned();
+                metrics::counter!(m::QUOTA_PARKED, "credential" => credential).increment(pending.len() as u64);
+                for p in pending {
+                    let reason = p.attempts.last().map_or("quota_parked", |a| a.reason);
+                    (self.sink)(DeliveryReport {
+                        target: p.target.clone(),
+                        credential: self.settings.credential.clone(),
+                        vendor: self.vendor.kind(),
+                        attempts: p.attempts.clone(),
+                        outcome: Outcome::QuotaExhausted { until: Some(until), reason },
+                        prune: true,
+                    });
+                }
+            }
+            let left = (until - now).to_std().unwrap_or_default();
+            tokio::time::sleep(left.min(self.settings.quota_recheck)).await;
         }
     }
 
@@ -408,14 +584,47 @@ impl Shared {
             .increment(1);
         let latency = (self.clock.now() - accepted_at).to_std().unwrap_or_default();
         metrics::histogram!(m::DELIVERY_LATENCY, "vendor" => kind.as_str()).record(latency.as_secs_f64());
+        let prune = match &outcome {
+            Outcome::Delivered | Outcome::InvalidToken { .. } => {
+                let mut guard = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+                let was_paused = guard.paused;
+                let allowed = guard.record(matches!(outcome, Outcome::InvalidToken { .. }), &self.settings.guard);
+                if guard.paused != was_paused {
+                    let credential = self.settings.credential.as_str().to_owned();
+                    metrics::gauge!(m::PRUNING_PAUSED, "credential" => credential)
+                        .set(f64::from(u8::from(guard.paused)));
+                    if guard.paused {
+                        tracing::error!(credential = %self.settings.credential, "most tokens turned invalid at once: \
+                            token pruning paused (wrong app id or environment?)");
+                    } else {
+                        tracing::info!(credential = %self.settings.credential, "token pruning resumed");
+                    }
+                }
+                allowed
+            }
+            _ => true,
+        };
         (self.sink)(DeliveryReport {
             target: p.target,
             credential: self.settings.credential.clone(),
             vendor: kind,
             attempts: p.attempts,
             outcome,
+            prune,
         });
     }
+}
+
+/// The start of the next vendor day: the Chinese vendors reset daily quotas at 00:00 China
+/// Standard Time (UTC+8, no daylight saving).
+pub fn next_vendor_day(now: Timestamp) -> Timestamp {
+    use chrono::TimeZone;
+    let tz = chrono_tz::Asia::Shanghai;
+    let tomorrow = now.with_timezone(&tz).date_naive() + chrono::Days::new(1);
+    let midnight = tomorrow.and_hms_opt(0, 0, 0).unwrap_or_default();
+    tz.from_local_datetime(&midnight)
+        .single()
+        .map_or(now + chrono::Duration::days(1), |t| t.with_timezone(&chrono::Utc))
 }
 
 fn transport_outcome(e: reqwest::Error) -> Outcome {
@@ -427,4 +636,35 @@ fn transport_outcome(e: reqwest::Error) -> Outcome {
         "transport"
     };
     Outcome::Retry { after: None, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vendor_day_turns_at_midnight_china_time() {
+        let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
+        // 15:59 UTC is 23:59 in Beijing: the day turns a minute later.
+        assert_eq!(next_vendor_day(t("2026-11-24T15:59:00Z")), t("2026-11-24T16:00:00Z"));
+        // 16:00 UTC is already the next day in Beijing.
+        assert_eq!(next_vendor_day(t("2026-11-24T16:00:00Z")), t("2026-11-25T16:00:00Z"));
+    }
+
+    #[test]
+    fn the_guard_pauses_pruning_when_most_answers_are_invalid_and_resumes_below_half() {
+        let s = GuardSettings { window: 10, min_samples: 4, ratio: 0.5 };
+        let mut g = Guard::default();
+        assert!(g.record(true, &s), "too few samples to judge");
+        assert!(g.record(true, &s));
+        assert!(g.record(false, &s));
+        assert!(!g.record(true, &s), "3 of 4 invalid");
+        for _ in 0..6 {
+            g.record(false, &s);
+        }
+        assert!(g.paused, "3 of 10 is not below half the ratio yet");
+        g.record(false, &s);
+        g.record(false, &s);
+        assert!(!g.paused, "1 of 10 is");
+    }
 }

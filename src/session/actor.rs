@@ -611,7 +611,12 @@ impl Handler<DeliveryReported> for Session {
                 // same millisecond as the registration still removes the token (apns.md §5).
                 let registered_later =
                     since.is_some_and(|s| device.token_registered_at.timestamp_millis() > s.timestamp_millis());
-                if same && !registered_later {
+                if same && !report.prune {
+                    note = Some(
+                        "token kept: pruning paused for this credential (most of its tokens turned invalid at once)"
+                            .to_owned(),
+                    );
+                } else if same && !registered_later {
                     device.token = None;
                     match self.services.store.put_device(&self.user, device) {
                         Ok(()) => {
@@ -628,6 +633,9 @@ impl Handler<DeliveryReported> for Session {
                     note = Some("token kept: the device has a newer token".to_owned());
                 }
             }
+        }
+        if let Outcome::QuotaExhausted { until: Some(until), .. } = &report.outcome {
+            note = Some(format!("parked: the credential's daily quota is spent until {}", until.to_rfc3339()));
         }
         let Ok(Some(mut entry)) = self.services.store.trace(&self.user, &target.message_id) else { return };
         if let Some(push) =
