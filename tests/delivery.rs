@@ -144,3 +144,19 @@ async fn the_apns_jwt_is_reused_within_the_hour_and_renewed_after_it() {
     let got = d.apns_received(&token, 3).await;
     assert!(got.iter().all(|r| r.status == 200), "{got:?}");
 }
+
+#[actix_rt::test]
+async fn an_apns_credential_with_certificate_auth_pushes_without_a_jwt() {
+    let d = TestDaemon::start().await;
+    let token = support::apns_token("cert-user/phone");
+    let (s, b) =
+        d.put("/v1/users/cert-user/devices/phone", json!({"credential": "test-apns-cert", "token": token})).await;
+    assert_eq!(s, 200, "{b}");
+    d.send_text("cert-1", "alice", &["cert-user"], "hello").await;
+    let got = d.apns_received(&token, 1).await;
+    assert_eq!(got[0].status, 200, "{:?}", got[0].answer);
+    assert!(!got[0].headers.contains_key("authorization"), "certificate auth sends no JWT");
+    let device = d.wait_outcome("cert-user", "cert-1", "phone").await;
+    assert_eq!(device["push"]["credential"], "test-apns-cert");
+    assert_eq!(device["push"]["outcome"], "delivered");
+}

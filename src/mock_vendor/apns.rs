@@ -232,7 +232,7 @@ impl Vendor for Apns {
     async fn handle(&self, req: Request<Incoming>, conn: &Conn<ApnsConn>) -> Reply {
         let read = ReadRequest::read(req).await;
         let token = read.path.strip_prefix("/3/device/").unwrap_or_default().to_owned();
-        let (status, reason, script) = match self.validate(&read, &token, &conn.state) {
+        let (status, reason, script) = match self.validate(&read, &token, &conn.state, conn.client_cert) {
             Err(Refused(status, reason)) => (status, Some(reason.to_owned()), None),
             Ok(()) => match self.core.take_answer(&token) {
                 None => (200, None, None),
@@ -285,7 +285,7 @@ fn scripted(answer: &MockAnswer) -> (u16, Option<String>) {
 
 impl Apns {
     /// The APNs checks, in the order APNs would meet them.
-    fn validate(&self, r: &ReadRequest, token: &str, conn: &ApnsConn) -> Result<(), Refused> {
+    fn validate(&self, r: &ReadRequest, token: &str, conn: &ApnsConn, client_cert: bool) -> Result<(), Refused> {
         if r.method != Method::POST {
             return Err(Refused(405, "MethodNotAllowed"));
         }
@@ -301,8 +301,12 @@ impl Apns {
         if !self.token_well_formed(token) {
             return Err(Refused(400, "BadDeviceToken"));
         }
-        let iat = self.verify_jwt(r)?;
-        self.use_token(conn, iat)?;
+        // A connection with a client certificate is certificate-authenticated: APNs ignores
+        // any authorization header on it (apns.md §2.2).
+        if !client_cert {
+            let iat = self.verify_jwt(r)?;
+            self.use_token(conn, iat)?;
+        }
 
         let topic = r.header("apns-topic").ok_or(Refused(400, "MissingTopic"))?;
         let push_type = match r.headers.get("apns-push-type") {

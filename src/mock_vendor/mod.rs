@@ -455,14 +455,16 @@ impl Drop for InFlight<'_> {
 /// One accepted connection as a vendor handler sees it.
 pub(crate) struct Conn<S> {
     pub(crate) id: u64,
+    /// The client presented a certificate the mock CA signed (APNs certificate auth).
+    pub(crate) client_cert: bool,
     in_flight: AtomicUsize,
     /// Vendor-specific per-connection state (APNs: the token in use).
     pub(crate) state: S,
 }
 
 impl<S: Default> Conn<S> {
-    pub(crate) fn new(id: u64) -> Self {
-        Self { id, in_flight: AtomicUsize::new(0), state: S::default() }
+    pub(crate) fn new(id: u64, client_cert: bool) -> Self {
+        Self { id, client_cert, in_flight: AtomicUsize::new(0), state: S::default() }
     }
 }
 

@@ -42,6 +42,9 @@ pub struct MockTls {
     pub cert_pem: String,
     cert_der: CertificateDer<'static>,
     key_der: PrivatePkcs8KeyDer<'static>,
+    /// Kept to issue client certificates (APNs certificate auth).
+    ca_cert: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
 }
 
 impl fmt::Debug for MockTls {
@@ -82,7 +85,23 @@ impl MockTls {
             cert_pem: cert.pem(),
             cert_der: cert.der().clone(),
             key_der: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            ca_cert: ca,
+            ca_key,
         })
+    }
+
+    /// A client certificate signed by the mock CA, with its key, as one PEM (certificate
+    /// first): what an operator's APNs certificate file holds, for certificate-auth tests.
+    pub fn client_identity_pem(&self, common_name: &str) -> io::Result<String> {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+        let key = KeyPair::generate().map_err(|e| tls_error("client key", e))?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| tls_error("client params", e))?;
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let cert =
+            params.signed_by(&key, &self.ca_cert, &self.ca_key).map_err(|e| tls_error("client certificate", e))?;
+        Ok(format!("{}{}", cert.pem(), key.serialize_pem()))
     }
 
     /// A rustls server config presenting the server certificate and offering `alpn`
@@ -90,14 +109,30 @@ impl MockTls {
     pub fn server_config(&self, alpn: &[&[u8]]) -> io::Result<Arc<rustls::ServerConfig>> {
         // An explicit provider: the process-wide default may be unset or another backend.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_error("protocol versions", e))?
-            .with_no_client_auth()
+            .with_client_cert_verifier(self.client_verifier(provider.clone())?)
             .with_single_cert(vec![self.cert_der.clone()], PrivateKeyDer::Pkcs8(self.key_der.clone_key()))
             .map_err(|e| tls_error("certificate", e))?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
+    }
+}
+
+impl MockTls {
+    /// Client certificates are optional (token auth sends none); one that is presented must be
+    /// signed by the mock CA, as APNs accepts only its own certificates.
+    fn client_verifier(
+        &self,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> io::Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_cert.der().clone()).map_err(|e| tls_error("client roots", e))?;
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| tls_error("client verifier", e))
     }
 }
 
@@ -240,7 +275,8 @@ async fn serve_tls_connection<V: Vendor>(
             (tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()), max_concurrent_streams)
         }
     };
-    let conn = Arc::new(Conn::<V::ConnState>::new(core.connection_opened()));
+    let client_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+    let conn = Arc::new(Conn::<V::ConnState>::new(core.connection_opened(), client_cert));
     let service = {
         let core = core.clone();
         service_fn(move |req| {

@@ -124,6 +124,9 @@ impl TestDaemon {
         fcfg.clock = shared.clone();
         let fcm = MockFcm::start(fcfg).await.expect("mock fcm");
 
+        let identity_path = dir.path().join("apns-cert.pem");
+        std::fs::write(&identity_path, tls.client_identity_pem("Apple Push Services: com.example.im").unwrap())
+            .unwrap();
         let config = format!(
             r#"
             data_dir = "{dir}"
@@ -149,6 +152,12 @@ impl TestDaemon {
             key_file = "{apns_key}"
             key_id = "KEY1234567"
             team_id = "TEAM123456"
+            [credentials.test-apns-cert]
+            vendor = "apns"
+            endpoint = "{apns_url}"
+            extra_roots = ["{ca}"]
+            topic = "com.example.im"
+            certificate_file = "{identity}"
             [credentials.test-fcm]
             vendor = "fcm"
             endpoint = "{fcm_url}"
@@ -160,6 +169,7 @@ impl TestDaemon {
             apns_url = apns.url(),
             fcm_url = fcm.url(),
             ca = ca_path.display(),
+            identity = identity_path.display(),
             apns_key = demo_file("apns-demo-key.p8"),
             fcm_sa = demo_file("fcm-service-account.json"),
         );
