@@ -55,12 +55,21 @@ pub struct Target {
 }
 
 /// A rendered push and the devices (all on this credential) that get it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PushJob {
     pub push: Arc<VendorPush>,
     pub targets: Vec<Target>,
     /// When pushd accepted the message (end-to-end latency).
     pub accepted_at: Timestamp,
+    /// Where this job's reports go instead of the provider's sink (a caller waiting for the
+    /// vendor's answer, e.g. the Matrix gateway). Such jobs are never merged into batches.
+    pub reply: Option<ReportSink>,
+}
+
+impl std::fmt::Debug for PushJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushJob").field("targets", &self.targets.len()).finish_non_exhaustive()
+    }
 }
 
 /// One vendor request made for a target.
@@ -229,7 +238,7 @@ impl Handler<Deliver> for ProviderActor {
 
     fn handle(&mut self, Deliver(job): Deliver, ctx: &mut Self::Context) {
         let max = self.shared.vendor.max_batch();
-        let key = if max > 1 { self.shared.vendor.batch_key(&job.push) } else { None };
+        let key = if max > 1 && job.reply.is_none() { self.shared.vendor.batch_key(&job.push) } else { None };
         let Some(key) = key else {
             self.spawn(job, 1);
             return;
@@ -261,7 +270,7 @@ impl ProviderActor {
     /// Sends what a batch holds (a timer may find it already sent: then nothing happens).
     fn flush(&mut self, key: u64) {
         if let Some(b) = self.batches.remove(&key) {
-            self.spawn(PushJob { push: b.push, targets: b.targets, accepted_at: b.accepted_at }, b.jobs);
+            self.spawn(PushJob { push: b.push, targets: b.targets, accepted_at: b.accepted_at, reply: None }, b.jobs);
         }
     }
 }
@@ -359,6 +368,7 @@ struct Pending {
 
 impl Shared {
     async fn deliver(self: &Arc<Self>, job: PushJob) {
+        let sink = job.reply.clone().unwrap_or_else(|| self.sink.clone());
         let batch = self.vendor.max_batch().max(1);
         let mut targets = job.targets.into_iter();
         loop {
@@ -367,19 +377,25 @@ impl Shared {
             if chunk.is_empty() {
                 break;
             }
-            self.deliver_chunk(&job.push, chunk, job.accepted_at).await;
+            self.deliver_chunk(&job.push, chunk, job.accepted_at, &sink).await;
         }
     }
 
     /// Runs attempts for one request's worth of targets until each has a final outcome.
-    async fn deliver_chunk(&self, push: &VendorPush, mut pending: Vec<Pending>, accepted_at: Timestamp) {
+    async fn deliver_chunk(
+        &self,
+        push: &VendorPush,
+        mut pending: Vec<Pending>,
+        accepted_at: Timestamp,
+        sink: &ReportSink,
+    ) {
         let mut started = tokio::time::Instant::now();
         let mut attempt_no: u32 = 0;
         let mut refreshed = false;
         // Calls get through while the quota is spent unless the vendor refused them too.
         let mut urgent = push.push_type == crate::model::PushType::Voip;
         while !pending.is_empty() {
-            if !urgent && self.wait_if_parked(&pending).await {
+            if !urgent && self.wait_if_parked(&pending, sink).await {
                 // Parking is not the pushes' fault: attempts and deadline start over.
                 started = tokio::time::Instant::now();
                 attempt_no = 0;
@@ -404,13 +420,13 @@ impl Shared {
                         refresh = true;
                         again.push((p, Outcome::Fatal { reason }));
                     }
-                    Outcome::RefreshAuth { reason } => self.finish(p, Outcome::Fatal { reason }, accepted_at),
+                    Outcome::RefreshAuth { reason } => self.finish(p, Outcome::Fatal { reason }, accepted_at, sink),
                     Outcome::QuotaExhausted { until, reason } => {
                         self.park(until, at);
                         parked = true;
                         again.push((p, Outcome::QuotaExhausted { until, reason }));
                     }
-                    other => self.finish(p, other, accepted_at),
+                    other => self.finish(p, other, accepted_at, sink),
                 }
             }
             if again.is_empty() {
@@ -434,7 +450,7 @@ impl Shared {
                 None => {
                     for p in pending {
                         let last = p.attempts.last().map_or("gave_up", |a| a.reason);
-                        self.finish(p, Outcome::Retry { after: None, reason: last }, accepted_at);
+                        self.finish(p, Outcome::Retry { after: None, reason: last }, accepted_at, sink);
                     }
                     return;
                 }
@@ -456,7 +472,7 @@ impl Shared {
 
     /// While the credential is parked, tells the sessions (trace) and waits for the vendor's day
     /// to turn, looking at the clock every `quota_recheck`. Returns whether it waited.
-    async fn wait_if_parked(&self, pending: &[Pending]) -> bool {
+    async fn wait_if_parked(&self, pending: &[Pending], sink: &ReportSink) -> bool {
         let mut reported = false;
         loop {
             let now = self.clock.now();
@@ -476,7 +492,7 @@ impl Shared {
                 metrics::counter!(m::QUOTA_PARKED, "credential" => credential).increment(pending.len() as u64);
                 for p in pending {
                     let reason = p.attempts.last().map_or("quota_parked", |a| a.reason);
-                    (self.sink)(DeliveryReport {
+                    sink(DeliveryReport {
                         target: p.target.clone(),
                         credential: self.settings.credential.clone(),
                         vendor: self.vendor.kind(),
@@ -577,7 +593,7 @@ impl Shared {
         Ok(Some(token))
     }
 
-    fn finish(&self, p: Pending, outcome: Outcome, accepted_at: Timestamp) {
+    fn finish(&self, p: Pending, outcome: Outcome, accepted_at: Timestamp, sink: &ReportSink) {
         let kind = self.vendor.kind();
         let credential = self.settings.credential.as_str().to_owned();
         metrics::counter!(m::PUSHES, "vendor" => kind.as_str(), "credential" => credential, "outcome" => outcome.class())
@@ -604,7 +620,7 @@ impl Shared {
             }
             _ => true,
         };
-        (self.sink)(DeliveryReport {
+        sink(DeliveryReport {
             target: p.target,
             credential: self.settings.credential.clone(),
             vendor: kind,

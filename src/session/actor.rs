@@ -300,6 +300,7 @@ impl Session {
                 message_id: message.id.clone(),
             }],
             accepted_at: message.accepted_at,
+            reply: None,
         };
         self.hand_off(job, device.credential.clone(), ctx);
         dt.push = Some(trace);
