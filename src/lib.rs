@@ -49,14 +49,30 @@ use crate::store::Store;
 pub struct Listeners {
     pub gateway: TcpListener,
     pub operator: TcpListener,
+    /// The Matrix push gateway's own listener (`matrix.listen`); `None`: on the gateway one.
+    pub matrix: Option<TcpListener>,
 }
 
 impl Listeners {
     /// Binds the addresses of `settings`.
     pub fn bind(settings: &Settings) -> std::io::Result<Self> {
+        let matrix = match (settings.matrix.enabled, settings.matrix.listen) {
+            (true, Some(addr)) => Some(TcpListener::bind(addr)?),
+            _ => None,
+        };
         Ok(Self {
             gateway: TcpListener::bind(settings.listen.gateway)?,
             operator: TcpListener::bind(settings.listen.operator)?,
+            matrix,
+        })
+    }
+
+    /// Gateway and operator listeners on free loopback ports (tests, tools).
+    pub fn loopback() -> std::io::Result<Self> {
+        Ok(Self {
+            gateway: TcpListener::bind("127.0.0.1:0")?,
+            operator: TcpListener::bind("127.0.0.1:0")?,
+            matrix: None,
         })
     }
 }
@@ -76,6 +92,8 @@ pub enum StartError {
 pub struct Running {
     pub gateway_addr: SocketAddr,
     pub operator_addr: SocketAddr,
+    /// Where the Matrix push gateway listens, when it has its own listener.
+    pub matrix_addr: Option<SocketAddr>,
     pub registry: Arc<Registry>,
     servers: Vec<actix_web::dev::ServerHandle>,
     arbiters: Vec<Arbiter>,
@@ -129,13 +147,27 @@ pub async fn run(
     let api_state = web::Data::new(api::gateway::ApiState { registry: registry.clone(), api: settings.api.clone() });
     let max_body = settings.api.max_body_bytes;
     let gateway_addr = listeners.gateway.local_addr()?;
+    let matrix_state = web::Data::new(api::matrix::MatrixState {
+        registry: registry.clone(),
+        settings: settings.matrix.clone(),
+    });
+    // Without its own listener, the Matrix endpoint shares the gateway's (when enabled).
+    let matrix_on_gateway = settings.matrix.enabled && listeners.matrix.is_none();
+    let gateway_matrix = matrix_state.clone();
     let gateway = HttpServer::new(move || {
-        App::new()
+        let app = App::new()
             .app_data(api_state.clone())
-            .app_data(web::PayloadConfig::new(max_body))
-            .configure(api::gateway::routes)
+            .app_data(gateway_matrix.clone())
+            .app_data(web::PayloadConfig::new(max_body));
+        if matrix_on_gateway {
+            app.configure(api::matrix::routes).configure(api::gateway::routes)
+        } else {
+            app.configure(api::gateway::routes)
+        }
     })
     .workers(2)
+    // Gateways and homeservers reuse connections; an idle one stays open for 10 minutes.
+    .keep_alive(std::time::Duration::from_secs(600))
     .disable_signals()
     .listen(listeners.gateway)?
     .run();
@@ -153,10 +185,29 @@ pub async fn run(
         .listen(listeners.operator)?
         .run();
 
-    let servers = vec![gateway.handle(), operator.handle()];
+    let mut servers = vec![gateway.handle(), operator.handle()];
     actix_rt::spawn(gateway);
     actix_rt::spawn(operator);
+    let mut matrix_addr = None;
+    if let Some(listener) = listeners.matrix.filter(|_| settings.matrix.enabled) {
+        matrix_addr = Some(listener.local_addr()?);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(matrix_state.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .configure(api::matrix::routes)
+        })
+        .workers(1)
+        .disable_signals()
+        // Homeservers keep connections open and retry 1 s after a silently dropped one:
+        // keep idle connections well beyond their 2-minute expectation.
+        .keep_alive(std::time::Duration::from_secs(600))
+        .listen(listener)?
+        .run();
+        servers.push(server.handle());
+        actix_rt::spawn(server);
+    }
     ready.store(true, Ordering::Release);
     tracing::info!(%gateway_addr, %operator_addr, credentials = settings.credentials.len(), "pushd running");
-    Ok(Running { gateway_addr, operator_addr, registry, servers, arbiters })
+    Ok(Running { gateway_addr, operator_addr, matrix_addr, registry, servers, arbiters })
 }

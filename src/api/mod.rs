@@ -4,4 +4,5 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod gateway;
+pub mod matrix;
 pub mod operator;

@@ -98,6 +98,35 @@ pub struct Settings {
     pub render: RenderTexts,
     pub templates: BTreeMap<String, TemplateConfig>,
     pub credentials: Vec<CredentialSettings>,
+    pub matrix: MatrixSettings,
+}
+
+/// The Matrix push gateway endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixSettings {
+    pub enabled: bool,
+    /// Own listener; `None`: served on the gateway listener.
+    pub listen: Option<SocketAddr>,
+    /// Allowed source networks as (address, prefix length); empty: any.
+    pub allowed_networks: Vec<(std::net::IpAddr, u8)>,
+    pub answer_timeout: Duration,
+    /// Matrix app id → credential.
+    pub apps: BTreeMap<String, CredentialName>,
+}
+
+/// Parses `10.0.0.0/8`, `::1/128` or a bare address (a host route).
+pub fn parse_cidr(s: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let ip: std::net::IpAddr = addr.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max)?,
+        None => max,
+    };
+    Some((ip, len))
 }
 
 /// Layers TOML documents and the environment into one raw config.
@@ -293,10 +322,40 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
         }
     }
 
+    let m = &raw.matrix;
+    let matrix_listen = if m.listen.is_empty() { None } else { Some(addr("matrix.listen", &m.listen, &mut p)) };
+    let mut allowed_networks = Vec::new();
+    for (i, n) in m.allowed_networks.iter().enumerate() {
+        match parse_cidr(n) {
+            Some(net) => allowed_networks.push(net),
+            None => p.add(format!("matrix.allowed_networks[{i}]"), format!("{n:?} is not a network like 10.0.0.0/8")),
+        }
+    }
+    let mut apps = BTreeMap::new();
+    for (app, cred) in &m.apps {
+        match CredentialName::parse(cred) {
+            Ok(c) if raw.credentials.contains_key(cred) => {
+                apps.insert(app.clone(), c);
+            }
+            _ => p.add(format!("matrix.apps.{app}"), format!("no credential named {cred:?}")),
+        }
+    }
+    if m.enabled && apps.is_empty() {
+        p.add("matrix.apps", "map at least one Matrix app id to a credential");
+    }
+    let matrix = MatrixSettings {
+        enabled: m.enabled,
+        listen: matrix_listen,
+        allowed_networks,
+        answer_timeout: Duration::from_millis(m.answer_timeout_ms.max(1)),
+        apps,
+    };
+
     if !p.0.is_empty() {
         return Err(ConfigError { problems: p.0 });
     }
     Ok(Settings {
+        matrix,
         data_dir,
         log: raw.log,
         listen,

@@ -24,6 +24,23 @@ pub struct RawConfig {
     pub templates: BTreeMap<String, TemplateConfig>,
     #[serde(default)]
     pub credentials: BTreeMap<String, RawCredential>,
+    pub matrix: RawMatrix,
+}
+
+/// `[matrix]`: the Matrix push gateway API (`POST /_matrix/push/v1/notify`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatrix {
+    pub enabled: bool,
+    /// Own listener for homeservers; empty: served on the gateway listener.
+    pub listen: String,
+    /// Source networks allowed to call it (CIDR); empty: any.
+    pub allowed_networks: Vec<String>,
+    /// Upper bound on answering a notify request (vendor answer or retries given up).
+    pub answer_timeout_ms: u64,
+    /// Matrix app id → pushd credential name.
+    #[serde(default)]
+    pub apps: BTreeMap<String, String>,
 }
 
 /// `[listen]`

@@ -178,10 +178,7 @@ impl TestDaemon {
             .and_then(|l| l.layer_str("extra", extra))
             .and_then(|l| l.layer_env(&HashMap::new()).settings())
             .unwrap_or_else(|e| panic!("{e}"));
-        let listeners = Listeners {
-            gateway: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-            operator: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        };
+        let listeners = Listeners::loopback().expect("loopback listeners");
         let running =
             pushd::run(settings, listeners, Arc::new(MemoryStore::new()), shared).await.expect("pushd starts");
         let base = format!("http://{}", running.gateway_addr);
