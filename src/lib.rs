@@ -86,6 +86,8 @@ pub enum StartError {
     Transport(#[from] provider::actor::TransportError),
     #[error("templates: {0}")]
     Templates(String),
+    #[error("store: {0}")]
+    Store(String),
 }
 
 /// A running daemon.
@@ -97,17 +99,34 @@ pub struct Running {
     pub registry: Arc<Registry>,
     servers: Vec<actix_web::dev::ServerHandle>,
     arbiters: Vec<Arbiter>,
+    grace: std::time::Duration,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, and stops the arbiters.
+    /// Graceful shutdown: stop accepting (requests in progress finish), give accepted work up
+    /// to the grace period to reach the vendors, flush the store, stop the arbiters. Work still
+    /// pending stays in the journal for the next start.
     pub async fn stop(self) {
         for s in &self.servers {
             s.stop(true).await;
         }
+        let services = self.registry.services().clone();
+        let deadline = tokio::time::Instant::now() + self.grace;
+        // Polls a counter at a bounded rate until the deadline: shutdown is not a hot path.
+        while services.pending() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let left = services.pending();
+        if left > 0 {
+            tracing::warn!(pending = left, "grace period over: pending messages stay in the journal for the next start");
+        }
+        if let Err(e) = services.store.sync().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
         for a in &self.arbiters {
             a.stop();
         }
+        tracing::info!("pushd stopped");
     }
 }
 
@@ -119,8 +138,19 @@ pub async fn run(
     clock: SharedClock,
 ) -> Result<Running, StartError> {
     let metrics_handle = metrics::install();
-    let templates = render::Templates::new(settings.render.clone(), &settings.templates)
+    let mut templates = render::Templates::new(settings.render.clone(), &settings.templates)
         .map_err(|e| StartError::Templates(e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;
+    // Templates the operator added at run time (admin API) come back from the store.
+    for (name, t) in store.templates().map_err(|e| StartError::Store(e.to_string()))? {
+        match model::TemplateName::parse(&name) {
+            Ok(n) => {
+                if let Err(e) = templates.upsert(n, t) {
+                    tracing::error!(template = %name, error = %e, "stored template ignored");
+                }
+            }
+            Err(e) => tracing::error!(template = %name, error = %e, "stored template ignored"),
+        }
+    }
     let services = Arc::new(Services::new(store, clock.clone(), settings.policy, settings.sessions.clone(), templates));
 
     let mut arbiters: Vec<Arbiter> = (0..settings.sessions.arbiters.max(1)).map(|_| Arbiter::new()).collect();
@@ -205,7 +235,51 @@ pub async fn run(
         servers.push(server.handle());
         actix_rt::spawn(server);
     }
+    recover(&registry).map_err(|e| StartError::Store(e.to_string()))?;
+    spawn_sweeper(services.clone(), settings.store.retention, settings.store.sweep_interval);
     ready.store(true, Ordering::Release);
     tracing::info!(%gateway_addr, %operator_addr, credentials = settings.credentials.len(), "pushd running");
-    Ok(Running { gateway_addr, operator_addr, matrix_addr, registry, servers, arbiters })
+    Ok(Running { gateway_addr, operator_addr, matrix_addr, registry, servers, arbiters, grace: settings.shutdown_grace })
+}
+
+/// Replays the intake journal: every (message, recipient) accepted before a stop or crash and
+/// not done goes to its session again. Pushes the vendor already answered are not repeated (the
+/// dedup record is written with the answer); see docs/durability.md for the remaining window.
+fn recover(registry: &Arc<Registry>) -> Result<(), store::StoreError> {
+    let services = registry.services();
+    let pending = services.store.pending()?;
+    let mut pairs = 0usize;
+    for (message, users) in pending {
+        let message = Arc::new(message);
+        for user in users {
+            // Replayed work counts against the bound too, but is never refused.
+            services.force_pending(1);
+            registry.notify(&user, session::messages::MessageArrived(message.clone()));
+            pairs += 1;
+        }
+    }
+    if pairs > 0 {
+        ::metrics::counter!(metrics::RECOVERED).increment(pairs as u64);
+        tracing::info!(pairs, "replaying accepted messages from the journal");
+    }
+    Ok(())
+}
+
+/// Removes dedup records, accepted ids and traces older than `retention`, every `every`, on a
+/// blocking thread (it scans whole keyspaces).
+fn spawn_sweeper(services: Arc<Services>, retention: std::time::Duration, every: std::time::Duration) {
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let before = services.clock.now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(3));
+            let store = services.store.clone();
+            match actix_rt::task::spawn_blocking(move || store.sweep(before)).await {
+                Ok(Ok(swept)) => tracing::info!(?swept, "retention sweep"),
+                Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed"),
+                Err(e) => tracing::error!(error = %e, "retention sweep panicked"),
+            }
+        }
+    });
 }

@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 
 use pushd::clock::SystemClock;
 use pushd::config::{Loader, Settings};
-use pushd::store::MemoryStore;
 
 #[derive(Parser)]
 #[command(name = "pushd", version, about = "Offline push notification dispatcher for IM services")]
@@ -85,7 +84,8 @@ fn init_tracing(filter: &str) {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("data_dir {}", settings.data_dir.display()))?;
     let listeners = pushd::Listeners::bind(&settings).context("binding listeners")?;
-    let running = pushd::run(settings, listeners, Arc::new(MemoryStore::new()), Arc::new(SystemClock)).await?;
+    let store = pushd::store::open(&settings).context("opening the store")?;
+    let running = pushd::run(settings, listeners, store, Arc::new(SystemClock)).await?;
     wait_for_signal().await;
     tracing::info!("shutting down");
     running.stop().await;

@@ -43,8 +43,16 @@ pub const QUOTA_PARKED: &str = "pushd_quota_parked_total";
 pub const CREDENTIAL_PARKED: &str = "pushd_credential_parked";
 /// 1 while the mass-invalidation guard holds token pruning for a credential, label `credential`.
 pub const PRUNING_PAUSED: &str = "pushd_pruning_paused";
+/// Accepted (message, recipient) pairs not done yet (bounded by `api.max_pending`).
+pub const PENDING: &str = "pushd_pending_messages";
+/// Journal entries replayed at start.
+pub const RECOVERED: &str = "pushd_recovered_messages_total";
 /// API requests rejected, label `code` (the stable error code).
 pub const API_ERRORS: &str = "pushd_api_errors_total";
+/// Matrix notify requests: one per device by `outcome` (`delivered`, `duplicate`,
+/// `invalid_token`, `unknown_app`, `failed`, …), or one per refused request (`forbidden`,
+/// `bad_request`).
+pub const MATRIX_NOTIFICATIONS: &str = "pushd_matrix_notifications_total";
 
 /// Vendor round trips on loopback take ~0.1 ms and real vendors 20–500 ms; slow answers and
 /// timeouts reach seconds. Buckets span 0.5 ms to 30 s so both the mock and production land
@@ -96,7 +104,10 @@ fn describe() {
     describe_gauge!(VENDOR_IN_FLIGHT, "Vendor requests in flight per credential.");
     describe_counter!(PRESENCE_EVENTS, "Presence events by outcome.");
     describe_counter!(API_ERRORS, "API requests rejected, by error code.");
+    describe_gauge!(PENDING, "Accepted (message, recipient) pairs not done yet.");
+    describe_counter!(RECOVERED, "(message, recipient) pairs replayed from the journal at start.");
     describe_counter!(QUOTA_PARKED, "Pushes parked because a credential's daily quota was spent.");
     describe_gauge!(CREDENTIAL_PARKED, "1 while a credential's daily quota is spent.");
     describe_gauge!(PRUNING_PAUSED, "1 while the mass-invalidation guard holds token pruning.");
+    describe_counter!(MATRIX_NOTIFICATIONS, "Matrix notify devices (or refused requests) by outcome.");
 }

@@ -265,7 +265,7 @@ str_enum!(
 
 /// A daily do-not-disturb window in the user's time zone, as minutes since midnight.
 /// `from == to` means all day; `to` may be 1440 ("24:00"); `from > to` crosses midnight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DndWindow {
     /// Start, 0..=1439.
     pub from: u16,
@@ -305,7 +305,7 @@ fn parse_hhmm(s: &str, allow_24: bool) -> Result<u16, IdError> {
 
 /// Push settings of a user (app level) or of one conversation. Every field is optional:
 /// an unset conversation field falls back to the user's, an unset user field to the operator's.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatSettings {
     pub push_mode: Option<PushMode>,
     pub dnd: Option<DndWindow>,
@@ -318,7 +318,7 @@ pub struct ChatSettings {
 }
 
 /// One registered device as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Device {
     pub id: DeviceId,
     pub credential: CredentialName,
@@ -331,14 +331,14 @@ pub struct Device {
 }
 
 /// The sender of a message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sender {
     pub id: UserId,
     pub name: Option<String>,
 }
 
 /// The conversation a message belongs to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     pub id: ConversationId,
     pub kind: ConversationKind,
@@ -346,7 +346,7 @@ pub struct Conversation {
 }
 
 /// Who a force push applies to.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub enum Force {
     #[default]
     Nobody,
@@ -366,7 +366,7 @@ impl Force {
 }
 
 /// The message's own push options (product.md §5 `push`).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PushOptions {
     pub force: Force,
     pub title: Option<String>,
@@ -379,7 +379,7 @@ pub struct PushOptions {
 }
 
 /// An accepted message, as the sessions see it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub id: MessageId,
     pub from: Sender,

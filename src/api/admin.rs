@@ -1,6 +1,6 @@
 //! Operator admin endpoints on the operator listener, behind `api.admin_keys`: list the
 //! credentials with their load, list templates, add or replace a custom template at run time.
-//! Templates added here live until restart (the persistent store keeps them from issue 5 on).
+//! Templates added here are stored and come back after a restart.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -57,11 +57,10 @@ async fn put_template(
     admin(&req, &state)?;
     let name = TemplateName::parse(&path).map_err(|e| ApiError::InvalidField(format!("name: {e}")))?;
     let config: TemplateConfig = parse_json(&body)?;
-    state
-        .registry
-        .services()
-        .upsert_template(name.clone(), config)
-        .map_err(|e| ApiError::InvalidField(e.to_string()))?;
+    let services = state.registry.services();
+    services.upsert_template(name.clone(), config.clone()).map_err(|e| ApiError::InvalidField(e.to_string()))?;
+    services.store.put_template(name.as_str(), &config)?;
+    services.store.sync().await?;
     tracing::info!(template = %name, "template updated");
     Ok(HttpResponse::Ok().json(json!({ "template": name.as_str() })))
 }

@@ -33,6 +33,8 @@ pub enum ApiError {
     TooMany { what: &'static str, max: usize },
     #[error("busy, retry later")]
     Busy,
+    #[error("too many messages waiting to be processed, retry later")]
+    TooBusy,
     #[error("storage unavailable")]
     Unavailable,
     /// Any of the above, found in one item of a list (`messages[3]`, `events[0]`). The item's
@@ -58,6 +60,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::TooMany { .. } => "too_many_items",
             ApiError::Busy => "busy",
+            ApiError::TooBusy => "too_many_pending",
             ApiError::Unavailable => "unavailable",
             ApiError::At { inner, .. } => inner.code(),
         }
@@ -73,6 +76,7 @@ impl ApiError {
             | ApiError::WrongApiKey
             | ApiError::BodyTooLarge(_)
             | ApiError::Busy
+            | ApiError::TooBusy
             | ApiError::Unavailable => self,
             inner => ApiError::At { path: path.to_owned(), inner: Box::new(inner) },
         }
@@ -87,6 +91,7 @@ impl ResponseError for ApiError {
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Busy | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooBusy => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -94,7 +99,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         metrics::counter!(m::API_ERRORS, "code" => self.code()).increment(1);
         let mut b = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Busy | ApiError::Unavailable) {
+        if matches!(self, ApiError::Busy | ApiError::Unavailable | ApiError::TooBusy) {
             b.insert_header(("Retry-After", "1"));
         }
         if matches!(self, ApiError::MissingApiKey | ApiError::WrongApiKey) {

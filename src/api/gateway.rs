@@ -139,6 +139,7 @@ async fn put_device(
     };
     let cmd = RegisterDevice { device, credential, token, timezone, locale };
     let d = state.registry.call(&user, cmd).await??;
+    durable(&state).await?;
     Ok(HttpResponse::Ok().json(device_json(&user, &d, None)))
 }
 
@@ -162,7 +163,9 @@ async fn delete_device(
         Some("false") => false,
         Some(other) => return Err(ApiError::InvalidField(format!("unbind_token: {other:?} is not true or false"))),
     };
-    if state.registry.call(&user, RemoveDevice { device, unbind }).await?? {
+    let removed = state.registry.call(&user, RemoveDevice { device, unbind }).await??;
+    durable(&state).await?;
+    if removed {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound("no such device".into()))
@@ -252,6 +255,7 @@ async fn post_presence(_k: GatewayKey, state: web::Data<ApiState>, b: Body) -> R
         applied += a;
         ignored += i;
     }
+    durable(&state).await?;
     Ok(HttpResponse::Accepted().json(json!({ "applied": applied, "ignored_stale": ignored })))
 }
 
@@ -440,13 +444,21 @@ async fn post_messages(_k: GatewayKey, state: web::Data<ApiState>, b: Body) -> R
         let m = validate_message(v, &state, now);
         messages.push(if batch { m.map_err(|e| e.at(&format!("messages[{i}]")))? } else { m? });
     }
-    let store = state.registry.services().store.clone();
+    let services = state.registry.services();
+    let store = services.store.clone();
+    // Back-pressure: the messages accepted and not yet done (per recipient) are bounded, so a
+    // burst gets 429 instead of growing memory; nothing of a refused batch is accepted.
+    let recipients: usize = messages.iter().map(|m| m.to.len()).sum();
+    if !services.reserve_pending(recipients) {
+        return Err(ApiError::TooBusy);
+    }
     let (mut accepted, mut duplicates) = (Vec::new(), Vec::new());
     let mut deliveries = Vec::new();
+    let mut failure = None;
     for m in messages {
-        match store.accept_message(&m)? {
-            Intake::Duplicate => duplicates.push(m.id.to_string()),
-            Intake::New => {
+        match store.accept_message(&m) {
+            Ok(Intake::Duplicate) => duplicates.push(m.id.to_string()),
+            Ok(Intake::New) => {
                 metrics::counter!(m::MESSAGES_ACCEPTED).increment(1);
                 accepted.push(m.id.to_string());
                 let m = Arc::new(m);
@@ -454,17 +466,40 @@ async fn post_messages(_k: GatewayKey, state: web::Data<ApiState>, b: Body) -> R
                     deliveries.push((u.clone(), MessageArrived(m.clone())));
                 }
             }
+            Err(e) => {
+                failure = Some(ApiError::from(e));
+                break;
+            }
+        }
+    }
+    services.release_pending(recipients - deliveries.len());
+    // 202 only once the journal entries are durable (group commit: concurrent requests share
+    // one flush).
+    if failure.is_none() {
+        if let Err(e) = store.sync().await {
+            failure = Some(ApiError::from(e));
         }
     }
     let registry = &state.registry;
     join_all(deliveries.into_iter().map(|(u, cmd)| async move {
         if registry.call(&u, cmd.clone()).await.is_err() {
-            // Accepted already: keep trying in the background rather than lose it.
+            // Accepted already: keep trying in the background rather than lose it (the
+            // journal replays it after a restart in any case).
             registry.notify(&u, cmd);
         }
     }))
     .await;
+    if let Some(e) = failure {
+        // What was accepted before the failure is in the journal and being delivered; the
+        // gateway's retry finds those ids as duplicates.
+        return Err(e);
+    }
     Ok(HttpResponse::Accepted().json(json!({ "accepted": accepted, "duplicates": duplicates })))
+}
+
+/// Waits until the writes of a handled request are durable before it is answered.
+async fn durable(state: &ApiState) -> Result<(), ApiError> {
+    state.registry.services().store.sync().await.map_err(ApiError::from)
 }
 
 // ---- acks ----
@@ -591,6 +626,7 @@ async fn put_user_settings(
     let u = user(&path)?;
     let patch = settings_patch(&b, &state)?;
     let s = state.registry.call(&u, UpdateSettings { conversation: None, patch }).await??;
+    durable(&state).await?;
     Ok(HttpResponse::Ok().json(settings_json(&s)))
 }
 
@@ -617,6 +653,7 @@ async fn put_conv_settings(
         return Err(ApiError::InvalidField("timezone: set it in the user's settings".into()));
     }
     let s = state.registry.call(&u, UpdateSettings { conversation: Some(c), patch }).await??;
+    durable(&state).await?;
     Ok(HttpResponse::Ok().json(settings_json(&s)))
 }
 
@@ -638,7 +675,9 @@ async fn delete_conv_settings(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (u, c) = (user(&path.0)?, conv(&path.1)?);
-    if state.registry.call(&u, DeleteConversationSettings(c)).await?? {
+    let existed = state.registry.call(&u, DeleteConversationSettings(c)).await??;
+    durable(&state).await?;
+    if existed {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound("no settings for this conversation".into()))

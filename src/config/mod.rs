@@ -67,6 +67,8 @@ pub struct SessionSettings {
     pub trace_per_user: usize,
     pub ack_timeout: Duration,
     pub default_template: TemplateName,
+    /// Accepted (message, recipient) pairs not yet done; beyond it the API answers 429.
+    pub max_pending: usize,
 }
 
 /// One configured credential, ready to start.
@@ -91,6 +93,9 @@ impl std::fmt::Debug for CredentialSettings {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub log: String,
+    /// On SIGTERM/SIGINT, how long in-flight work may take before pushd exits anyway (what is
+    /// left stays in the journal and is replayed at the next start).
+    pub shutdown_grace: Duration,
     pub listen: Listen,
     pub api: ApiSettings,
     pub policy: PolicyConfig,
@@ -99,6 +104,18 @@ pub struct Settings {
     pub templates: BTreeMap<String, TemplateConfig>,
     pub credentials: Vec<CredentialSettings>,
     pub matrix: MatrixSettings,
+    pub store: StoreSettings,
+}
+
+/// Where and how durably pushd keeps its state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    /// Persist in `data_dir` (fjall); `false`: in memory only.
+    pub embedded: bool,
+    pub sync: crate::store::journal::SyncMode,
+    pub sync_interval: Duration,
+    pub retention: Duration,
+    pub sweep_interval: Duration,
 }
 
 /// The Matrix push gateway endpoint.
@@ -351,13 +368,43 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
         apps,
     };
 
+    let st = &raw.store;
+    let embedded = match st.kind.as_str() {
+        "embedded" => true,
+        "memory" => false,
+        other => {
+            p.add("store.kind", format!("{other:?}: expected \"embedded\" or \"memory\""));
+            true
+        }
+    };
+    let sync = match st.sync.as_str() {
+        "commit" => crate::store::journal::SyncMode::Commit,
+        "interval" => crate::store::journal::SyncMode::Interval,
+        other => {
+            p.add("store.sync", format!("{other:?}: expected \"commit\" or \"interval\""));
+            crate::store::journal::SyncMode::Commit
+        }
+    };
+    if st.retention_hours == 0 {
+        p.add("store.retention_hours", "must be greater than 0");
+    }
+    let store = StoreSettings {
+        embedded,
+        sync,
+        sync_interval: Duration::from_millis(st.sync_interval_ms.max(1)),
+        retention: Duration::from_secs(st.retention_hours.saturating_mul(3600)),
+        sweep_interval: Duration::from_millis(st.sweep_interval_ms.max(1000)),
+    };
+
     if !p.0.is_empty() {
         return Err(ConfigError { problems: p.0 });
     }
     Ok(Settings {
+        store,
         matrix,
         data_dir,
         log: raw.log,
+        shutdown_grace: Duration::from_millis(raw.shutdown_grace_ms),
         listen,
         api: ApiSettings {
             keys: raw.api.keys,
@@ -375,6 +422,7 @@ fn validate(raw: RawConfig) -> Result<Settings, ConfigError> {
             trace_per_user: raw.sessions.trace_per_user,
             ack_timeout: Duration::from_millis(raw.policy.ack_timeout_ms),
             default_template,
+            max_pending: raw.api.max_pending,
         },
         render: raw.render,
         templates: raw.templates,

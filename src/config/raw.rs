@@ -13,6 +13,7 @@ use crate::render::{RenderTexts, TemplateConfig};
 pub struct RawConfig {
     pub data_dir: String,
     pub log: String,
+    pub shutdown_grace_ms: u64,
     pub listen: RawListen,
     pub api: RawApi,
     pub policy: RawPolicy,
@@ -25,6 +26,21 @@ pub struct RawConfig {
     #[serde(default)]
     pub credentials: BTreeMap<String, RawCredential>,
     pub matrix: RawMatrix,
+    pub store: RawStore,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `embedded` (fjall in data_dir) or `memory` (nothing survives a restart).
+    pub kind: String,
+    /// `commit` or `interval` (see docs/durability.md).
+    pub sync: String,
+    pub sync_interval_ms: u64,
+    /// Dedup records, accepted message ids and traces older than this are removed.
+    pub retention_hours: u64,
+    pub sweep_interval_ms: u64,
 }
 
 /// `[matrix]`: the Matrix push gateway API (`POST /_matrix/push/v1/notify`).
@@ -61,6 +77,7 @@ pub struct RawApi {
     pub max_message_batch: usize,
     pub max_presence_batch: usize,
     pub max_recipients: usize,
+    pub max_pending: usize,
 }
 
 /// `[policy]`

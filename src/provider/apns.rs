@@ -51,6 +51,16 @@ pub const PAYLOAD_LIMIT: usize = 4096;
 /// Largest body APNs accepts for a VoIP (PushKit) push, in bytes.
 pub const VOIP_PAYLOAD_LIMIT: usize = 5120;
 
+/// A collapse id for a message id: the id itself when it fits in 64 bytes, else the hex of the
+/// first 24 bytes of its SHA-256 (48 characters).
+fn collapse_id_for(message_id: &str) -> String {
+    if message_id.len() <= MAX_COLLAPSE_ID_BYTES {
+        return message_id.to_owned();
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, message_id.as_bytes());
+    digest.as_ref()[..24].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Longest `apns-collapse-id` APNs accepts (`400 BadCollapseId` above it), in bytes.
 pub const MAX_COLLAPSE_ID_BYTES: usize = 64;
 
@@ -406,7 +416,11 @@ impl Vendor for Apns {
                 .ok_or(BuildError::Payload("ttl out of range"))?;
             headers.insert(HeaderName::from_static("apns-expiration"), HeaderValue::from(expiration));
         }
-        if let Some(collapse_id) = &push.collapse_id {
+        // Without a collapse id of its own, a push collapses on its message id: if a crash
+        // makes pushd send it again (the at-least-once window, docs/durability.md), the
+        // device replaces the notification instead of showing it twice.
+        let by_message = push.data.get(crate::render::DATA_MESSAGE).map(|id| collapse_id_for(id));
+        if let Some(collapse_id) = push.collapse_id.as_ref().or(by_message.as_ref()) {
             if collapse_id.len() > MAX_COLLAPSE_ID_BYTES {
                 return Err(BuildError::Payload("APNs collapse id is longer than 64 bytes"));
             }
@@ -932,4 +946,18 @@ pub fn from_config(
     let apns =
         Apns::new(ApnsConfig { endpoint, topic, auth }).map_err(|e| vec![Problem::new("key_file", e.to_string())])?;
     Ok(VendorBuild { vendor: std::sync::Arc::new(apns), http2_only: true, identity_pem })
+}
+
+#[cfg(test)]
+mod collapse_tests {
+    use super::*;
+
+    #[test]
+    fn a_push_without_a_collapse_id_collapses_on_its_message_id() {
+        assert_eq!(collapse_id_for("m-1"), "m-1");
+        let long = "x".repeat(100);
+        let id = collapse_id_for(&long);
+        assert_eq!(id.len(), 48);
+        assert_eq!(id, collapse_id_for(&long), "stable across sends");
+    }
 }

@@ -1,8 +1,958 @@
-//! Honor push: vendor module (issue 4, in progress).
+//! Honor Push (荣耀推送, MagicOS): the wire format, the OAuth 2.0 client-credentials token call
+//! and the answer table of `docs/vendors/honor.md`.
+//!
+//! Honor split from Huawei in 2020 and kept the Huawei shape with **camelCase** field names, no
+//! `message` wrapper, a `timestamp` header and its own answer body (`code`, `message`,
+//! `data.sendResult/failTokens/expireTokens`). Much of the answer side is undocumented: every
+//! guess is one named constant marked "unverified" below.
+//!
+//! Owns: the token request (Keycloak realm endpoint, `client_id`/`client_secret` distinct from the
+//! App ID) and its answer, the send request for a batch of tokens sharing one push, the IM class
+//! field (`android.notification.importance`), the payload budget, the batch key, and the mapping
+//! of every documented answer to one [`Outcome`] per token.
+//!
+//! Deliberately not here: caching the access token and coalescing refreshes (the shared auth
+//! cache), batching pushes together, parking on a daily quota, retries, sleeping and metrics.
+//!
+//! ```text
+//! client_id + client_secret ─form─▶ POST {token_url} ─▶ parse_auth ─▶ AuthToken (Bearer)
+//! VendorPush + tokens + AuthToken + now ─▶ POST {send_url}/api/v1/{app_id}/sendMessage
+//!                                          (Authorization: Bearer …, timestamp: <epoch ms>)
+//! (status, Retry-After, {"code","message","data":{sendResult,failTokens,expireTokens}}) ─▶ Outcomes
+//! ```
+//!
+//! IM classification: Honor's only API-level switch is `android.notification.importance`:
+//! `"NORMAL"` files the push under "service & communication" (lock screen, sound, vibration),
+//! `"LOW"` under "news & marketing". pushd sends `"NORMAL"` unless the credential's
+//! `importance` says otherwise.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde::{Deserialize, Serialize};
 
 use super::credential::{CredentialContext, Problem, VendorBuild};
+use super::{AuthPlan, AuthToken, BuildError, Outcome, Vendor, VendorPush, VendorRequest};
+use crate::model::{PushType, Timestamp, Token, VendorKind};
 
-/// Builds the Honor vendor from its credential table.
-pub fn from_config(_table: &toml::Table, _ctx: &CredentialContext<'_>) -> Result<VendorBuild, Vec<Problem>> {
-    Err(vec![Problem::new("vendor", "vendor honor is not supported yet")])
+/// Honor's documented token endpoint (a Keycloak realm). `…/auth/token` seen in community SDKs
+/// also works with the mock; point `token_url` at it if Honor asks.
+pub const DEFAULT_TOKEN_URL: &str =
+    "https://iam.developer.honor.com/auth/realms/developer/protocol/openid-connect/token";
+
+/// Base URL of the send API (`/api/v1/{app_id}/sendMessage` is appended).
+pub const DEFAULT_SEND_URL: &str = "https://push-api.cloud.honor.com";
+
+/// The header carrying the send time in epoch milliseconds (documented, required).
+pub const TIMESTAMP_HEADER: HeaderName = HeaderName::from_static("timestamp");
+
+/// Refresh the access token this long before it expires (pushd policy).
+pub const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Refresh after this long when the token answer has no `expires_in` (honor.md §2).
+pub const REFRESH_WITHOUT_EXPIRY: chrono::Duration = chrono::Duration::minutes(50);
+
+/// Never schedule a refresh sooner than this (an `expires_in: 0` must not loop the cache).
+pub const MIN_REFRESH_AFTER: chrono::Duration = chrono::Duration::seconds(30);
+
+/// Longest access-token life pushd believes, in seconds.
+pub const MAX_TOKEN_LIFE_SECS: i64 = 86_400;
+
+/// Bytes of the serialized body without its `token` list.
+///
+/// **Unverified**: Honor publishes no body limit; honor.md §4 assumes Huawei's 4096 bytes
+/// (excluding tokens), and `fit` truncates the body to stay within it.
+pub const PAYLOAD_LIMIT: usize = 4096;
+
+/// Tokens one send may carry, unless the credential's `max_batch` lowers it.
+///
+/// **Unverified**: honor.md §4 assumes ≤ 1000 (Huawei lineage; beyond it Huawei answers
+/// 80300010, which is Fatal for the whole batch). Lower `max_batch` if Honor refuses a batch.
+pub const MAX_BATCH: usize = 1000;
+
+/// Longest `android.ttl` Honor accepts: 15 days.
+pub const MAX_TTL_SECS: u64 = 1_296_000;
+
+/// Largest `badge.setNum` (0..=99).
+pub const MAX_BADGE: u32 = 99;
+
+/// The IM class of an alert unless the credential says otherwise: service & communication.
+pub const DEFAULT_IMPORTANCE: &str = "NORMAL";
+
+/// The codes meaning "accepted; see the token lists".
+///
+/// **Unverified**: community clients compare `code` as text and accept `200` (documented by
+/// them), and some also `80000000` (Huawei lineage) and `0`.
+pub const SUCCESS_CODES: &[&str] = &["200", "80000000", "0"];
+
+/// The answer code meaning "this app's daily quota is used up: not again today".
+///
+/// **Unverified**: Honor documents no quota answer at all. The per-app daily cap it does state
+/// is on test messages (`targetUserType: 1`, 1000 a day); pushd assumes Honor answers it like
+/// its Huawei lineage (`80300029`, "the api request exceed limit" for test messages).
+pub const DAILY_QUOTA_CODE: &str = "80300029";
+
+/// HTTP statuses meaning "rate limited: slow down".
+///
+/// **Unverified**: Honor documents no rate-limit answer; honor.md §4 treats 429 and 503 alike.
+pub const RATE_LIMIT_STATUSES: &[u16] = &[429, 503];
+
+/// What one answer code means for the tokens of the request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Action {
+    /// Per token: those in `expireTokens`/`failTokens` invalid, the others delivered.
+    PerToken,
+    /// Every token of the request invalid.
+    AllInvalid,
+    /// The access token was refused: refresh once.
+    RefreshAuth,
+    /// Transient; retry after the backoff (or Retry-After).
+    Retry,
+    /// Daily quota used up.
+    Quota,
+    /// Bad payload, credential or configuration: never retried.
+    Fatal,
+}
+
+/// honor.md §5, one row per code other than success (every row unverified: Huawei lineage).
+const CODES: &[(&str, Action)] = &[
+    ("80100000", Action::PerToken),
+    ("80100001", Action::Fatal),
+    ("80100003", Action::Fatal),
+    ("80100004", Action::Fatal),
+    ("80200001", Action::RefreshAuth),
+    ("80200003", Action::RefreshAuth),
+    ("80300002", Action::Fatal),
+    ("80300007", Action::AllInvalid),
+    ("80300008", Action::Fatal),
+    ("80300010", Action::Fatal),
+    ("80600003", Action::RefreshAuth),
+    ("81000001", Action::Retry),
+    (DAILY_QUOTA_CODE, Action::Quota),
+];
+
+/// Configuration of one Honor credential (one app).
+#[derive(Clone)]
+pub struct HonorConfig {
+    /// The numeric App ID: goes in the send path.
+    pub app_id: String,
+    /// The OAuth client id (distinct from the App ID).
+    pub client_id: String,
+    /// The OAuth client secret. Never logged.
+    pub client_secret: String,
+    /// The full URL of the token endpoint.
+    pub token_url: url::Url,
+    /// Base URL of the send API.
+    pub send_url: url::Url,
+    /// `android.notification.importance` of alerts and calls: `NORMAL` or `LOW`.
+    pub importance: String,
+    /// The launcher Activity (`badge.badgeClass`); without it no badge is sent.
+    pub badge_class: Option<String>,
+    /// Send test messages (`targetUserType: 1`, 1000 per app per day): for staging apps.
+    pub test_messages: bool,
+    /// Tokens per request, 1..=[`MAX_BATCH`].
+    pub max_batch: usize,
+}
+
+impl fmt::Debug for HonorConfig {
+    /// Never prints the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HonorConfig")
+            .field("app_id", &self.app_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("token_url", &self.token_url.as_str())
+            .field("send_url", &self.send_url.as_str())
+            .field("importance", &self.importance)
+            .field("badge_class", &self.badge_class)
+            .field("test_messages", &self.test_messages)
+            .field("max_batch", &self.max_batch)
+            .finish()
+    }
+}
+
+/// The Honor vendor: builds requests and classifies answers for one credential.
+pub struct Honor {
+    cfg: HonorConfig,
+    /// `{send_url}/api/v1/{app_id}/sendMessage`.
+    send_url: url::Url,
+}
+
+impl fmt::Debug for Honor {
+    /// Never prints the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Honor").field("cfg", &self.cfg).field("send_url", &self.send_url.as_str()).finish()
+    }
+}
+
+impl Honor {
+    /// Builds the send URL from the configuration.
+    pub fn new(cfg: HonorConfig) -> Result<Self, BuildError> {
+        let mut send_url = cfg.send_url.clone();
+        send_url
+            .path_segments_mut()
+            .map_err(|_| BuildError::Payload("Honor send_url must be an http(s) base URL"))?
+            .pop_if_empty()
+            .extend(["api", "v1", cfg.app_id.as_str(), "sendMessage"]);
+        Ok(Self { cfg, send_url })
+    }
+
+    fn token_request(&self) -> VendorRequest {
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", &self.cfg.client_id)
+            .append_pair("client_secret", &self.cfg.client_secret)
+            .finish();
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        VendorRequest { method: Method::POST, url: self.cfg.token_url.clone(), headers, body: Bytes::from(form) }
+    }
+
+    /// The body for `tokens` (empty: the form whose size and hash are budgeted).
+    fn body<'a>(&'a self, push: &'a VendorPush, tokens: Vec<&'a str>) -> Result<SendBody<'a>, BuildError> {
+        let data = if push.data.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::to_string(&push.data)
+                    .map_err(|_| BuildError::Payload("Honor data could not be encoded"))?,
+            )
+        };
+        // Honor has no high-priority data message: a call is shown as a notification too.
+        let notification = match push.push_type {
+            PushType::Alert | PushType::Voip => Some(AndroidNotification {
+                title: &push.title,
+                body: &push.body,
+                importance: &self.cfg.importance,
+                click_action: ClickAction { kind: 3 },
+                tag: push.collapse_id.as_deref(),
+                group: push.thread_id.as_deref(),
+                badge: match (&self.cfg.badge_class, push.badge, push.push_type) {
+                    (Some(badge_class), Some(n), PushType::Alert) => {
+                        Some(Badge { badge_class, set_num: n.min(MAX_BADGE) })
+                    }
+                    _ => None,
+                },
+            }),
+            PushType::Silent => None,
+        };
+        Ok(SendBody {
+            token: tokens,
+            data,
+            android: Android {
+                ttl: push.ttl.map(|ttl| format!("{}s", ttl.as_secs().min(MAX_TTL_SECS))),
+                target_user_type: self.cfg.test_messages.then_some(1),
+                notification,
+            },
+        })
+    }
+
+    /// The serialized body without tokens: what the size budget counts and what decides
+    /// whether two pushes can share a request.
+    fn content(&self, push: &VendorPush) -> Result<Vec<u8>, BuildError> {
+        serde_json::to_vec(&self.body(push, Vec::new())?)
+            .map_err(|_| BuildError::Payload("Honor message could not be encoded as JSON"))
+    }
+}
+
+#[derive(Serialize)]
+struct SendBody<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    token: Vec<&'a str>,
+    /// The deep-link data as a JSON object encoded in a string (Honor wants a string).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    android: Android<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Android<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_user_type: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notification: Option<AndroidNotification<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AndroidNotification<'a> {
+    title: &'a str,
+    body: &'a str,
+    importance: &'a str,
+    click_action: ClickAction,
+    /// Replaces an earlier notification with the same tag (the push's collapse id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<&'a str>,
+    /// Groups the notifications of one conversation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    badge: Option<Badge<'a>>,
+}
+
+#[derive(Serialize)]
+struct ClickAction {
+    /// 3 = open the app.
+    #[serde(rename = "type")]
+    kind: u8,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Badge<'a> {
+    badge_class: &'a str,
+    set_num: u32,
+}
+
+/// The token endpoint's success answer (Keycloak: extra fields ignored).
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: Option<i64>,
+}
+
+/// A send answer: `{"code": 200, "message": "...", "data": {...}}`.
+#[derive(Deserialize)]
+struct SendAnswer {
+    code: serde_json::Value,
+    #[serde(default)]
+    data: Option<SendData>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct SendData {
+    send_result: Option<bool>,
+    request_id: serde_json::Value,
+    fail_tokens: Vec<serde_json::Value>,
+    expire_tokens: Vec<serde_json::Value>,
+}
+
+/// `Retry-After` in seconds, if present and numeric.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// A JSON string or number as text: Honor's `code` may be either.
+fn as_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.trim().to_owned()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The outcome when the body carries no known code: the HTTP status decides.
+fn by_status(status: StatusCode, headers: &HeaderMap) -> Outcome {
+    let retry = |reason| Outcome::Retry { after: retry_after(headers), reason };
+    match status {
+        s if RATE_LIMIT_STATUSES.contains(&s.as_u16()) => retry("rate_limited"),
+        // A 200 whose body says nothing readable: Honor may or may not have taken it.
+        s if s.is_success() => retry("unreadable_answer"),
+        StatusCode::UNAUTHORIZED => Outcome::RefreshAuth { reason: "unauthorized" },
+        StatusCode::BAD_REQUEST => Outcome::Fatal { reason: "bad_request" },
+        StatusCode::FORBIDDEN => Outcome::Fatal { reason: "forbidden" },
+        StatusCode::NOT_FOUND => Outcome::Fatal { reason: "not_found" },
+        s if s.is_server_error() => retry("server_error"),
+        _ => Outcome::Fatal { reason: "unknown" },
+    }
+}
+
+/// Per token from the lists: expired or failed → invalid, the rest delivered.
+fn per_token(tokens: &[Token], data: &SendData, headers: &HeaderMap) -> Vec<Outcome> {
+    let listed = |list: &[serde_json::Value], t: &Token| list.iter().any(|v| v.as_str() == Some(t.as_str()));
+    if data.send_result == Some(false) && data.fail_tokens.is_empty() && data.expire_tokens.is_empty() {
+        return vec![Outcome::Retry { after: retry_after(headers), reason: "send_result_false" }; tokens.len()];
+    }
+    tokens
+        .iter()
+        .map(|t| {
+            if listed(&data.expire_tokens, t) {
+                Outcome::InvalidToken { reason: "expire_token", since: None }
+            } else if listed(&data.fail_tokens, t) {
+                Outcome::InvalidToken { reason: "fail_token", since: None }
+            } else {
+                Outcome::Delivered
+            }
+        })
+        .collect()
+}
+
+/// One outcome per token (honor.md §5): body `code` first, HTTP status second.
+fn outcomes(tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
+    let all = |o: Outcome| vec![o; tokens.len()];
+    let Some((answer, code)) =
+        serde_json::from_slice::<SendAnswer>(body).ok().and_then(|a| as_text(&a.code).map(|c| (a, c)))
+    else {
+        return all(by_status(status, headers));
+    };
+    let data = answer.data.unwrap_or_default();
+    if SUCCESS_CODES.contains(&code.as_str()) {
+        return per_token(tokens, &data, headers);
+    }
+    let Some(&(reason, action)) = CODES.iter().find(|(known, _)| *known == code) else {
+        let request_id = as_text(&data.request_id).unwrap_or_default();
+        tracing::warn!(vendor = "honor", %code, %request_id, "unknown answer code");
+        return match by_status(status, headers) {
+            o @ (Outcome::Retry { .. } | Outcome::RefreshAuth { .. }) if !status.is_success() => all(o),
+            _ => all(Outcome::Fatal { reason: "unknown_code" }),
+        };
+    };
+    match action {
+        Action::PerToken => per_token(tokens, &data, headers),
+        Action::AllInvalid => all(Outcome::InvalidToken { reason, since: None }),
+        Action::RefreshAuth => all(Outcome::RefreshAuth { reason }),
+        Action::Retry => all(Outcome::Retry { after: retry_after(headers), reason }),
+        Action::Quota => all(Outcome::QuotaExhausted { until: None, reason }),
+        Action::Fatal => all(Outcome::Fatal { reason }),
+    }
+}
+
+impl Vendor for Honor {
+    fn kind(&self) -> VendorKind {
+        VendorKind::Honor
+    }
+
+    fn max_batch(&self) -> usize {
+        self.cfg.max_batch
+    }
+
+    /// A hash of the body as sent without its tokens: pushes with equal keys differ only in
+    /// their tokens. The badge is part of it only when a `badge_class` puts it on the wire.
+    fn batch_key(&self, push: &VendorPush) -> Option<u64> {
+        let content = self.content(push).ok()?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        content.hash(&mut hasher);
+        Some(hasher.finish())
+    }
+
+    /// The OAuth 2.0 client-credentials call.
+    fn auth_plan(&self, _now: Timestamp) -> AuthPlan {
+        AuthPlan::Remote(Ok(self.token_request()))
+    }
+
+    /// `200 {access_token, expires_in?}` → the token, refreshed [`REFRESH_MARGIN`] before it
+    /// expires, or after [`REFRESH_WITHOUT_EXPIRY`] when Honor gives no life. A refused client
+    /// (Keycloak `invalid_client`, 4xx) is Fatal; 5xx, 429 and an unreadable 200 are transient.
+    fn parse_auth(&self, status: StatusCode, body: &[u8], now: Timestamp) -> Result<AuthToken, Outcome> {
+        if status.is_success() {
+            let answer = serde_json::from_slice::<TokenAnswer>(body)
+                .ok()
+                .filter(|a| !a.access_token.is_empty())
+                .ok_or(Outcome::Retry { after: None, reason: "auth_bad_answer" })?;
+            let refresh_after = match answer.expires_in {
+                Some(secs) => chrono::Duration::seconds(secs.clamp(0, MAX_TOKEN_LIFE_SECS)) - REFRESH_MARGIN,
+                None => REFRESH_WITHOUT_EXPIRY,
+            };
+            return Ok(AuthToken {
+                value: answer.access_token,
+                refresh_at: now + refresh_after.max(MIN_REFRESH_AFTER),
+            });
+        }
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            Err(Outcome::Retry { after: None, reason: "auth_unavailable" })
+        } else {
+            Err(Outcome::Fatal { reason: "auth_rejected" })
+        }
+    }
+
+    fn payload_limit(&self, _push: &VendorPush) -> usize {
+        PAYLOAD_LIMIT
+    }
+
+    /// Bytes of the serialized body without `token`; `usize::MAX` if it cannot be encoded.
+    fn payload_size(&self, push: &VendorPush) -> usize {
+        self.content(push).map_or(usize::MAX, |c| c.len())
+    }
+
+    fn request(
+        &self,
+        push: &VendorPush,
+        tokens: &[Token],
+        auth: Option<&AuthToken>,
+        now: Timestamp,
+    ) -> Result<VendorRequest, BuildError> {
+        if tokens.is_empty() || tokens.len() > self.cfg.max_batch {
+            return Err(BuildError::Payload("Honor takes 1 to max_batch tokens per request"));
+        }
+        let access = auth.ok_or(BuildError::Signing("Honor send needs an access token"))?;
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", access.value))
+            .map_err(|_| BuildError::Signing("Honor access token is not a valid header value"))?;
+        authorization.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, authorization);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
+        headers.insert(TIMESTAMP_HEADER, HeaderValue::from(now.timestamp_millis()));
+        let body = serde_json::to_vec(&self.body(push, tokens.iter().map(Token::as_str).collect())?)
+            .map_err(|_| BuildError::Payload("Honor message could not be encoded as JSON"))?;
+        Ok(VendorRequest { method: Method::POST, url: self.send_url.clone(), headers, body: Bytes::from(body) })
+    }
+
+    fn classify(&self, tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
+        outcomes(tokens, status, headers, body)
+    }
+}
+
+/// The `[credentials.<name>]` fields of an Honor credential.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HonorCredential {
+    /// Numeric App ID (send path).
+    app_id: String,
+    /// OAuth client id.
+    client_id: String,
+    /// OAuth client secret.
+    client_secret: String,
+    /// Full URL of the token endpoint; default [`DEFAULT_TOKEN_URL`].
+    token_url: Option<String>,
+    /// Base URL of the send API; default [`DEFAULT_SEND_URL`].
+    send_url: Option<String>,
+    /// `android.notification.importance`: `NORMAL` (default, IM) or `LOW`.
+    importance: Option<String>,
+    /// Launcher Activity for badges (`badge.badgeClass`).
+    badge_class: Option<String>,
+    /// Send test messages (`targetUserType: 1`).
+    #[serde(default)]
+    test_messages: bool,
+    /// Tokens per request, 1..=1000.
+    max_batch: Option<i64>,
+}
+
+/// Builds an Honor vendor from its credential table.
+pub fn from_config(table: &toml::Table, ctx: &CredentialContext<'_>) -> Result<VendorBuild, Vec<Problem>> {
+    let c: HonorCredential = super::credential::fields(table)?;
+    let mut problems = Vec::new();
+    if c.app_id.is_empty() || !c.app_id.bytes().all(|b| b.is_ascii_digit()) {
+        problems.push(Problem::new("app_id", "must be the numeric App ID from the Honor developer console"));
+    }
+    for (field, value) in [("client_id", &c.client_id), ("client_secret", &c.client_secret)] {
+        if value.trim().is_empty() {
+            problems.push(Problem::new(field, "must not be empty"));
+        }
+    }
+    let token_url = ctx.url("token_url", c.token_url.as_deref().unwrap_or(DEFAULT_TOKEN_URL));
+    let send_url = ctx.url("send_url", c.send_url.as_deref().unwrap_or(DEFAULT_SEND_URL));
+    let importance = c.importance.unwrap_or_else(|| DEFAULT_IMPORTANCE.to_owned());
+    if !matches!(importance.as_str(), "NORMAL" | "LOW") {
+        problems.push(Problem::new("importance", format!("{importance:?}: expected \"NORMAL\" (IM) or \"LOW\"")));
+    }
+    if c.badge_class.as_deref().is_some_and(|b| b.trim().is_empty()) {
+        problems.push(Problem::new("badge_class", "must not be empty when set"));
+    }
+    let max_batch = match c.max_batch {
+        None => MAX_BATCH,
+        Some(n) => match usize::try_from(n) {
+            Ok(n) if (1..=MAX_BATCH).contains(&n) => n,
+            _ => {
+                problems.push(Problem::new("max_batch", format!("{n}: expected 1 to {MAX_BATCH}")));
+                MAX_BATCH
+            }
+        },
+    };
+    let (token_url, send_url) = match (token_url, send_url) {
+        (Ok(t), Ok(s)) => (Some(t), Some(s)),
+        (t, s) => {
+            problems.extend(t.err().into_iter().chain(s.err()));
+            (None, None)
+        }
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let (Some(token_url), Some(send_url)) = (token_url, send_url) else {
+        return Err(vec![Problem::new("", "incomplete Honor credential")]);
+    };
+    let honor = Honor::new(HonorConfig {
+        app_id: c.app_id,
+        client_id: c.client_id,
+        client_secret: c.client_secret,
+        token_url,
+        send_url,
+        importance,
+        badge_class: c.badge_class,
+        test_messages: c.test_messages,
+        max_batch,
+    })
+    .map_err(|e| vec![Problem::new("send_url", e.to_string())])?;
+    Ok(VendorBuild::https(honor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use std::collections::BTreeMap;
+
+    const TOKEN_A: &str = "IQAAAACy0example_HonorToken";
+    const TOKEN_B: &str = "IQAAAACy0second_HonorToken";
+    const TOKEN_C: &str = "IQAAAACy0third_HonorToken";
+
+    fn at(secs: i64) -> Timestamp {
+        chrono::DateTime::from_timestamp(secs, 0).expect("valid test time")
+    }
+
+    fn config() -> HonorConfig {
+        HonorConfig {
+            app_id: "104400001".into(),
+            client_id: "5F2A0C7E".into(),
+            client_secret: "k9-client-secret".into(),
+            token_url: url::Url::parse(DEFAULT_TOKEN_URL).expect("url"),
+            send_url: url::Url::parse(DEFAULT_SEND_URL).expect("url"),
+            importance: "NORMAL".into(),
+            badge_class: Some("com.example.im.MainActivity".into()),
+            test_messages: false,
+            max_batch: MAX_BATCH,
+        }
+    }
+
+    fn honor_with(edit: impl FnOnce(&mut HonorConfig)) -> Honor {
+        let mut cfg = config();
+        edit(&mut cfg);
+        Honor::new(cfg).expect("builds")
+    }
+
+    fn honor() -> Honor {
+        honor_with(|_| {})
+    }
+
+    fn token(s: &str) -> Token {
+        Token::parse_for(VendorKind::Honor, s).expect("token")
+    }
+
+    fn access() -> AuthToken {
+        AuthToken { value: "eyJhbGciOi.demo".into(), refresh_at: at(0) }
+    }
+
+    fn push(push_type: PushType) -> VendorPush {
+        VendorPush {
+            push_type,
+            title: "Alice".into(),
+            body: "See you at 8?".into(),
+            badge: if push_type == PushType::Alert { Some(3) } else { None },
+            sound: None,
+            priority: super::super::Priority::High,
+            collapse_id: None,
+            ttl: Some(Duration::from_secs(86_400)),
+            created_at: at(1_767_225_600),
+            thread_id: Some("c42".into()),
+            data: BTreeMap::from([
+                ("conv".to_string(), "c42".to_string()),
+                ("msg".to_string(), "m9".to_string()),
+                ("sender".to_string(), "alice".to_string()),
+            ]),
+        }
+    }
+
+    fn send(h: &Honor, p: &VendorPush, tokens: &[&str]) -> VendorRequest {
+        let tokens: Vec<Token> = tokens.iter().map(|t| token(t)).collect();
+        h.request(p, &tokens, Some(&access()), chrono::DateTime::from_timestamp_millis(1_718_000_000_123).expect("t"))
+            .expect("request")
+    }
+
+    fn body_json(req: &VendorRequest) -> Value {
+        serde_json::from_slice(&req.body).expect("JSON body")
+    }
+
+    #[test]
+    fn an_alert_is_a_camel_case_notification_with_normal_importance_and_a_timestamp() {
+        let req = send(&honor(), &push(PushType::Alert), &[TOKEN_A]);
+        assert_eq!(req.method, Method::POST);
+        assert_eq!(req.url.as_str(), "https://push-api.cloud.honor.com/api/v1/104400001/sendMessage");
+        assert_eq!(req.headers["authorization"], "Bearer eyJhbGciOi.demo");
+        assert!(req.headers["authorization"].is_sensitive());
+        assert_eq!(req.headers["content-type"], "application/json; charset=UTF-8");
+        assert_eq!(req.headers["timestamp"], "1718000000123");
+        assert_eq!(
+            body_json(&req),
+            json!({
+                "token": [TOKEN_A],
+                "data": r#"{"conv":"c42","msg":"m9","sender":"alice"}"#,
+                "android": {
+                    "ttl": "86400s",
+                    "notification": {
+                        "title": "Alice",
+                        "body": "See you at 8?",
+                        "importance": "NORMAL",
+                        "clickAction": { "type": 3 },
+                        "group": "c42",
+                        "badge": { "badgeClass": "com.example.im.MainActivity", "setNum": 3 }
+                    }
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn a_batch_carries_every_token_and_respects_the_configured_size() {
+        let req = send(&honor(), &push(PushType::Alert), &[TOKEN_A, TOKEN_B]);
+        assert_eq!(body_json(&req)["token"], json!([TOKEN_A, TOKEN_B]));
+        let small = honor_with(|c| c.max_batch = 2);
+        assert_eq!(small.max_batch(), 2);
+        let three = [token(TOKEN_A), token(TOKEN_B), token(TOKEN_C)];
+        assert!(matches!(
+            small.request(&push(PushType::Alert), &three, Some(&access()), at(0)),
+            Err(BuildError::Payload(_))
+        ));
+    }
+
+    #[test]
+    fn a_silent_push_is_a_data_message_without_a_notification() {
+        let mut p = push(PushType::Silent);
+        p.title.clear();
+        p.body.clear();
+        p.ttl = None;
+        assert_eq!(
+            body_json(&send(&honor(), &p, &[TOKEN_A])),
+            json!({ "token": [TOKEN_A], "data": r#"{"conv":"c42","msg":"m9","sender":"alice"}"#, "android": {} })
+        );
+    }
+
+    #[test]
+    fn a_call_is_a_notification_without_a_badge() {
+        let mut p = push(PushType::Voip);
+        p.badge = Some(2);
+        p.collapse_id = Some("call-7".into());
+        p.ttl = Some(Duration::from_secs(30));
+        let android = body_json(&send(&honor(), &p, &[TOKEN_A]))["android"].clone();
+        assert_eq!(android["ttl"], "30s");
+        assert_eq!(android["notification"]["tag"], "call-7");
+        assert_eq!(android["notification"]["importance"], "NORMAL");
+        assert_eq!(android["notification"].get("badge"), None);
+    }
+
+    #[test]
+    fn no_huawei_shaped_or_snake_case_key_is_ever_sent() {
+        let p = push(PushType::Alert);
+        let text = String::from_utf8(send(&honor_with(|c| c.test_messages = true), &p, &[TOKEN_A]).body.to_vec())
+            .expect("utf-8");
+        for huawei_key in ["\"message\"", "validate_only", "click_action", "set_num", "\"class\"", "target_user_type"] {
+            assert!(!text.contains(huawei_key), "{huawei_key} in {text}");
+        }
+        assert!(text.contains("\"targetUserType\":1"), "{text}");
+    }
+
+    #[test]
+    fn ttl_is_capped_at_fifteen_days_and_the_badge_at_99() {
+        let mut p = push(PushType::Alert);
+        p.ttl = Some(Duration::from_secs(60 * 86_400));
+        p.badge = Some(500);
+        let android = body_json(&send(&honor(), &p, &[TOKEN_A]))["android"].clone();
+        assert_eq!(android["ttl"], "1296000s");
+        assert_eq!(android["notification"]["badge"]["setNum"], 99);
+        let low = honor_with(|c| {
+            c.importance = "LOW".into();
+            c.badge_class = None;
+        });
+        let n = body_json(&send(&low, &p, &[TOKEN_A]))["android"]["notification"].clone();
+        assert_eq!(n["importance"], "LOW");
+        assert_eq!(n.get("badge"), None);
+    }
+
+    #[test]
+    fn a_send_needs_an_access_token_and_at_least_one_token() {
+        let h = honor();
+        let p = push(PushType::Alert);
+        assert!(matches!(h.request(&p, &[token(TOKEN_A)], None, at(0)), Err(BuildError::Signing(_))));
+        assert!(matches!(h.request(&p, &[], Some(&access()), at(0)), Err(BuildError::Payload(_))));
+    }
+
+    #[test]
+    fn the_token_request_uses_the_oauth_client_not_the_app_id() {
+        let AuthPlan::Remote(Ok(req)) = honor().auth_plan(at(0)) else {
+            panic!("Honor fetches its token remotely");
+        };
+        assert_eq!(req.url.as_str(), DEFAULT_TOKEN_URL);
+        assert_eq!(req.headers["content-type"], "application/x-www-form-urlencoded");
+        assert_eq!(
+            std::str::from_utf8(&req.body).expect("utf-8"),
+            "grant_type=client_credentials&client_id=5F2A0C7E&client_secret=k9-client-secret"
+        );
+    }
+
+    #[test]
+    fn a_keycloak_token_answer_is_read_and_refreshed_early() {
+        let now = at(1_767_225_600);
+        let body = br#"{"access_token":"eyJhbGciOi","expires_in":3600,"refresh_expires_in":0,
+            "token_type":"Bearer","not-before-policy":0,"scope":"profile"}"#;
+        let token = honor().parse_auth(StatusCode::OK, body, now).expect("token");
+        assert_eq!(token, AuthToken { value: "eyJhbGciOi".into(), refresh_at: now + chrono::Duration::seconds(3300) });
+        let no_life = honor().parse_auth(StatusCode::OK, br#"{"access_token":"a"}"#, now).expect("token");
+        assert_eq!(no_life.refresh_at, now + chrono::Duration::minutes(50));
+    }
+
+    #[test]
+    fn token_endpoint_errors_are_fatal_or_transient() {
+        let h = honor();
+        let rejected = Outcome::Fatal { reason: "auth_rejected" };
+        let cases: &[(u16, &str, Outcome)] = &[
+            (401, r#"{"error":"invalid_client","error_description":"Invalid client credentials"}"#, rejected.clone()),
+            (400, r#"{"error":"unauthorized_client","error_description":"x"}"#, rejected),
+            (502, "", Outcome::Retry { after: None, reason: "auth_unavailable" }),
+            (200, "{}", Outcome::Retry { after: None, reason: "auth_bad_answer" }),
+        ];
+        for (status, body, expected) in cases {
+            let status = StatusCode::from_u16(*status).expect("status");
+            assert_eq!(&h.parse_auth(status, body.as_bytes(), at(0)).expect_err("error"), expected, "{status}");
+        }
+    }
+
+    #[test]
+    fn payload_size_is_the_body_without_its_tokens() {
+        let h = honor();
+        let p = push(PushType::Alert);
+        let mut body = body_json(&send(&h, &p, &[TOKEN_A, TOKEN_B]));
+        body.as_object_mut().expect("object").remove("token");
+        assert_eq!(h.payload_size(&p), body.to_string().len());
+        assert_eq!(h.payload_limit(&p), 4096);
+    }
+
+    #[test]
+    fn pushes_differing_only_in_what_is_not_sent_share_a_batch_key() {
+        let h = honor();
+        let a = push(PushType::Alert);
+        let mut b = a.clone();
+        b.created_at = at(5);
+        b.priority = super::super::Priority::Normal;
+        assert_eq!(h.batch_key(&a), h.batch_key(&b));
+        let mut other_badge = a.clone();
+        other_badge.badge = Some(9);
+        assert_ne!(h.batch_key(&a), h.batch_key(&other_badge));
+        let no_badges = honor_with(|c| c.badge_class = None);
+        assert_eq!(no_badges.batch_key(&a), no_badges.batch_key(&other_badge));
+    }
+
+    fn classify_with(tokens: &[&str], status: u16, headers: &HeaderMap, body: &str) -> Vec<Outcome> {
+        let tokens: Vec<Token> = tokens.iter().map(|t| token(t)).collect();
+        honor().classify(&tokens, StatusCode::from_u16(status).expect("status"), headers, body.as_bytes())
+    }
+
+    fn answer(status: u16, body: &str) -> Outcome {
+        let mut out = classify_with(&[TOKEN_A], status, &HeaderMap::new(), body);
+        assert_eq!(out.len(), 1);
+        out.remove(0)
+    }
+
+    fn coded(code: Value) -> String {
+        json!({ "code": code, "message": "scripted", "data": null }).to_string()
+    }
+
+    #[test]
+    fn every_row_of_the_honor_answer_table_maps_to_its_outcome() {
+        use Outcome::*;
+        let ok = r#"{"code":200,"message":"success","data":{"sendResult":true,"requestId":"17180000001234","failTokens":[],"expireTokens":[]}}"#;
+        let fatal = |reason| Fatal { reason };
+        let rows: Vec<(u16, String, Outcome)> = vec![
+            (200, ok.into(), Delivered),
+            (200, r#"{"code":"80000000","message":"Success"}"#.into(), Delivered),
+            (200, r#"{"code":0,"message":"ok","data":{"sendResult":true}}"#.into(), Delivered),
+            (400, coded(json!(80100001)), fatal("80100001")),
+            (400, coded(json!(80100003)), fatal("80100003")),
+            (400, coded(json!(80100004)), fatal("80100004")),
+            (401, coded(json!(80200001)), RefreshAuth { reason: "80200001" }),
+            (401, coded(json!("80200003")), RefreshAuth { reason: "80200003" }),
+            (403, coded(json!(80300002)), fatal("80300002")),
+            (200, coded(json!(80300007)), InvalidToken { reason: "80300007", since: None }),
+            (413, coded(json!(80300008)), fatal("80300008")),
+            (400, coded(json!(80300010)), fatal("80300010")),
+            (401, coded(json!(80600003)), RefreshAuth { reason: "80600003" }),
+            (500, coded(json!(81000001)), Retry { after: None, reason: "81000001" }),
+            (200, coded(json!(80300029)), QuotaExhausted { until: None, reason: "80300029" }),
+            (429, String::new(), Retry { after: None, reason: "rate_limited" }),
+            (503, "<html>busy</html>".into(), Retry { after: None, reason: "rate_limited" }),
+            (401, "Unauthorized".into(), RefreshAuth { reason: "unauthorized" }),
+            (500, String::new(), Retry { after: None, reason: "server_error" }),
+            (504, String::new(), Retry { after: None, reason: "server_error" }),
+            (404, String::new(), fatal("not_found")),
+            (200, "not json".into(), Retry { after: None, reason: "unreadable_answer" }),
+            (200, coded(json!(80999999)), fatal("unknown_code")),
+            (502, coded(json!(80999999)), Retry { after: None, reason: "server_error" }),
+        ];
+        for (status, body, expected) in rows {
+            assert_eq!(answer(status, &body), expected, "{status} {body}");
+        }
+    }
+
+    #[test]
+    fn expired_and_failed_tokens_are_pruned_one_by_one() {
+        let body = r#"{"code":200,"message":"success","data":{"sendResult":true,"requestId":"1",
+            "failTokens":["IQAAAACy0third_HonorToken"],"expireTokens":["IQAAAACy0second_HonorToken"]}}"#;
+        let got = classify_with(&[TOKEN_A, TOKEN_B, TOKEN_C], 200, &HeaderMap::new(), body);
+        assert_eq!(
+            got,
+            vec![
+                Outcome::Delivered,
+                Outcome::InvalidToken { reason: "expire_token", since: None },
+                Outcome::InvalidToken { reason: "fail_token", since: None },
+            ]
+        );
+        let partial = r#"{"code":80100000,"data":{"sendResult":true,"expireTokens":["IQAAAACy0example_HonorToken"]}}"#;
+        let got = classify_with(&[TOKEN_A, TOKEN_B], 200, &HeaderMap::new(), partial);
+        assert_eq!(got, vec![Outcome::InvalidToken { reason: "expire_token", since: None }, Outcome::Delivered]);
+    }
+
+    #[test]
+    fn a_failed_send_without_token_lists_is_retried() {
+        let body = r#"{"code":200,"message":"success","data":{"sendResult":false,"failTokens":[],"expireTokens":[]}}"#;
+        assert_eq!(
+            classify_with(&[TOKEN_A, TOKEN_B], 200, &HeaderMap::new(), body),
+            vec![Outcome::Retry { after: None, reason: "send_result_false" }; 2]
+        );
+    }
+
+    #[test]
+    fn retry_after_is_honoured_on_rate_limits() {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("3"));
+        let after = Some(Duration::from_secs(3));
+        assert_eq!(
+            classify_with(&[TOKEN_A], 429, &headers, ""),
+            vec![Outcome::Retry { after, reason: "rate_limited" }]
+        );
+        assert_eq!(
+            classify_with(&[TOKEN_A], 503, &headers, ""),
+            vec![Outcome::Retry { after, reason: "rate_limited" }]
+        );
+    }
+
+    fn ctx() -> CredentialContext<'static> {
+        CredentialContext { name: "test-honor", data_dir: std::path::Path::new("/tmp") }
+    }
+
+    fn table(s: &str) -> toml::Table {
+        s.parse().expect("toml")
+    }
+
+    #[test]
+    fn a_minimal_credential_builds_with_normal_importance_by_default() {
+        let t = table("app_id = \"104400001\"\nclient_id = \"5F2A\"\nclient_secret = \"k9\"");
+        let build = from_config(&t, &ctx()).expect("builds");
+        assert_eq!(build.vendor.kind(), VendorKind::Honor);
+        assert_eq!(build.vendor.max_batch(), 1000);
+        let req = build.vendor.request(&push(PushType::Alert), &[token(TOKEN_A)], Some(&access()), at(0)).expect("r");
+        assert_eq!(body_json(&req)["android"]["notification"]["importance"], "NORMAL");
+    }
+
+    #[test]
+    fn credential_problems_name_their_field_and_never_the_secret() {
+        let bad = table(
+            "app_id = \"abc\"\nclient_id = \"\"\nclient_secret = \"k9-secret-value\"\nimportance = \"HIGH\"\n\
+             max_batch = 5000\ntoken_url = \"not a url\"",
+        );
+        let problems = from_config(&bad, &ctx()).err().expect("problems");
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["app_id", "client_id", "importance", "max_batch", "token_url"]);
+        assert!(problems.iter().all(|p| !p.what.contains("k9-secret")));
+        let unknown =
+            from_config(&table("app_id = \"1\"\nclient_id = \"c\"\nclient_secret = \"s\"\ncategory = \"IM\""), &ctx());
+        assert_eq!(unknown.err().expect("problem")[0].field, "category");
+        assert!(!format!("{:?}", honor()).contains("k9-client-secret"));
+    }
 }

@@ -57,6 +57,11 @@ pub struct Session {
     in_flight: HashMap<MessageId, InFlight>,
     /// Messages already counted in the badge (cleared when the badge resets).
     counted: BTreeSet<MessageId>,
+    /// Pushes handed to a provider and not answered yet, per message (dedup before the vendor
+    /// answers; the store's dedup record is written with the answer).
+    dispatched: HashMap<MessageId, BTreeSet<DeviceId>>,
+    /// Messages arrived and not completed: each holds one unit of the daemon's pending bound.
+    open: std::collections::HashSet<MessageId>,
     last_command: Instant,
 }
 
@@ -89,6 +94,8 @@ impl Session {
             badge,
             in_flight: HashMap::new(),
             counted: BTreeSet::new(),
+            dispatched: HashMap::new(),
+            open: Default::default(),
             last_command: Instant::now(),
             user,
             services,
@@ -149,8 +156,9 @@ impl Session {
                 let presence =
                     if actual == Presence::Online && offline_for.contains(id) { Presence::Offline } else { actual };
                 let device = self.devices.get(id);
-                let already_pushed =
-                    device.is_some() && self.services.store.was_pushed(&self.user, &message.id, id).unwrap_or(false);
+                let already_pushed = device.is_some()
+                    && (self.dispatched.get(&message.id).is_some_and(|d| d.contains(id))
+                        || self.services.store.was_pushed(&self.user, &message.id, id).unwrap_or(false));
                 DeviceView { id, presence, has_token: device.is_some_and(|d| d.token.is_some()), already_pushed }
             })
             .collect();
@@ -224,6 +232,23 @@ impl Session {
             let id = message.id.clone();
             let timer = ctx.run_later(self.services.sessions.ack_timeout, move |act, ctx| act.ack_timed_out(&id, ctx));
             self.in_flight.insert(message.id.clone(), InFlight { message, waiting, offline_for, timer: Some(timer) });
+        } else {
+            self.maybe_complete(&message.id);
+        }
+    }
+
+    /// Clears this user's pending mark in the intake journal once the message is decided and
+    /// every push it made has its final answer: from then on a restart does not replay it.
+    fn maybe_complete(&mut self, id: &MessageId) {
+        if self.in_flight.contains_key(id) || self.dispatched.get(id).is_some_and(|d| !d.is_empty()) {
+            return;
+        }
+        self.dispatched.remove(id);
+        if let Err(e) = self.services.store.complete(id, &self.user) {
+            tracing::error!(user = %self.user, error = %e, "journal completion not stored");
+        }
+        if self.open.remove(id) {
+            self.services.release_pending(1);
         }
     }
 
@@ -270,27 +295,25 @@ impl Session {
         let vendor = provider.vendor().clone();
         let fits = render::fit(&mut push, vendor.as_ref());
         let mut trace = PushTrace {
-            vendor: vendor.kind().as_str(),
+            vendor: vendor.kind().as_str().into(),
             credential: device.credential.to_string(),
             token: token.masked(),
             title: push.title.clone(),
             body: push.body.clone(),
             badge: push.badge,
-            push_type: push.push_type.as_str(),
+            push_type: push.push_type.as_str().into(),
             attempts: Vec::new(),
             outcome: None,
             reason: None,
             note: None,
         };
         if !fits {
-            trace.outcome = Some("fatal");
-            trace.reason = Some("payload_too_large");
+            trace.outcome = Some("fatal".into());
+            trace.reason = Some("payload_too_large".into());
             dt.push = Some(trace);
             return dt;
         }
-        if let Err(e) = self.services.store.mark_pushed(&self.user, &message.id, device_id) {
-            tracing::error!(user = %self.user, error = %e, "dedup record not stored");
-        }
+        self.dispatched.entry(message.id.clone()).or_default().insert(device_id.clone());
         let job = PushJob {
             push: Arc::new(push),
             targets: vec![Target {
@@ -329,7 +352,7 @@ impl Session {
         metrics::counter!(m::INFLIGHT_FALLBACKS, "cause" => cause).increment(1);
         let now = self.services.clock.now();
         if let Ok(Some(mut entry)) = self.services.store.trace(&self.user, &f.message.id) {
-            entry.fallbacks.push(Fallback { at: now, cause });
+            entry.fallbacks.push(Fallback { at: now, cause: cause.into() });
             self.save_trace(&entry);
         }
         self.evaluate(f.message, f.offline_for, ctx);
@@ -380,7 +403,7 @@ impl Actor for Session {
         let idle = self.services.sessions.idle_passivate;
         let every = (idle / 4).max(std::time::Duration::from_millis(50));
         ctx.run_interval(every, move |act, ctx| {
-            if act.in_flight.is_empty() && act.last_command.elapsed() >= idle {
+            if act.in_flight.is_empty() && act.dispatched.is_empty() && act.last_command.elapsed() >= idle {
                 // Leave the registry first, so new commands start a fresh session; a command
                 // already queued here fails with `Closed` and the registry retries it.
                 act.registry.forget(&act.user, &ctx.address());
@@ -509,9 +532,10 @@ impl Handler<MessageArrived> for Session {
 
     fn handle(&mut self, MessageArrived(message): MessageArrived, ctx: &mut Self::Context) -> Self::Result {
         self.touch();
-        if self.in_flight.contains_key(&message.id) {
+        if self.in_flight.contains_key(&message.id) || self.open.contains(&message.id) {
             return Ok(());
         }
+        self.open.insert(message.id.clone());
         self.evaluate(message, BTreeSet::new(), ctx);
         Ok(())
     }
@@ -533,6 +557,7 @@ impl Handler<Acked> for Session {
                 }
                 self.save_trace(&entry);
             }
+            self.maybe_complete(&id);
         }
     }
 }
@@ -604,6 +629,17 @@ impl Handler<DeliveryReported> for Session {
     fn handle(&mut self, DeliveryReported(report): DeliveryReported, _ctx: &mut Self::Context) {
         self.touch();
         let target = &report.target;
+        // A parked push (quota) is not answered yet; everything else is final.
+        let is_final = !matches!(report.outcome, Outcome::QuotaExhausted { .. });
+        if is_final {
+            let now = self.services.clock.now();
+            if let Err(e) = self.services.store.mark_pushed(&self.user, &target.message_id, &target.device, now) {
+                tracing::error!(user = %self.user, error = %e, "dedup record not stored");
+            }
+            if let Some(devices) = self.dispatched.get_mut(&target.message_id) {
+                devices.remove(&target.device);
+            }
+        }
         let mut note = None;
         if let Outcome::InvalidToken { reason, since } = &report.outcome {
             if let Some(device) = self.devices.get_mut(&target.device) {
@@ -638,13 +674,30 @@ impl Handler<DeliveryReported> for Session {
         if let Outcome::QuotaExhausted { until: Some(until), .. } = &report.outcome {
             note = Some(format!("parked: the credential's daily quota is spent until {}", until.to_rfc3339()));
         }
-        let Ok(Some(mut entry)) = self.services.store.trace(&self.user, &target.message_id) else { return };
+        if let Ok(Some(entry)) = self.services.store.trace(&self.user, &target.message_id) {
+            self.record_report(entry, &report, note);
+        }
+        if is_final {
+            let id = target.message_id.clone();
+            self.maybe_complete(&id);
+        }
+    }
+}
+
+impl Session {
+    fn record_report(
+        &self,
+        mut entry: TraceEntry,
+        report: &crate::provider::actor::DeliveryReport,
+        note: Option<String>,
+    ) {
+        let target = &report.target;
         if let Some(push) =
             entry.devices.iter_mut().find(|d| d.device == target.device.as_str()).and_then(|d| d.push.as_mut())
         {
             push.attempts = report.attempts.iter().map(AttemptTrace::from).collect();
-            push.outcome = Some(report.outcome.class());
-            push.reason = Some(report.outcome.reason());
+            push.outcome = Some(report.outcome.class().into());
+            push.reason = Some(report.outcome.reason().into());
             push.note = note;
         }
         self.save_trace(&entry);

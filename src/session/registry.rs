@@ -23,6 +23,9 @@ use crate::store::Store;
 /// What every session needs, shared.
 pub struct Services {
     pub store: Arc<dyn Store>,
+    /// Accepted (message, recipient) pairs not yet done, bounded by `max_pending`.
+    pending: std::sync::atomic::AtomicUsize,
+    max_pending: usize,
     pub clock: SharedClock,
     pub policy: PolicyConfig,
     pub sessions: SessionSettings,
@@ -39,7 +42,56 @@ impl Services {
         sessions: SessionSettings,
         templates: Templates,
     ) -> Self {
-        Self { store, clock, policy, sessions, templates: RwLock::new(templates), providers: OnceLock::new() }
+        let max_pending = sessions.max_pending;
+        Self {
+            store,
+            clock,
+            policy,
+            sessions,
+            templates: RwLock::new(templates),
+            providers: OnceLock::new(),
+            pending: Default::default(),
+            max_pending,
+        }
+    }
+
+    /// Takes room for `n` (message, recipient) pairs; false when that would pass the bound.
+    pub fn reserve_pending(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        let mut current = self.pending.load(Ordering::Acquire);
+        loop {
+            if current.saturating_add(n) > self.max_pending {
+                return false;
+            }
+            match self.pending.compare_exchange_weak(current, current + n, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    metrics::gauge!(crate::metrics::PENDING).set((current + n) as f64);
+                    return true;
+                }
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Takes room for `n` pairs even past the bound (journal replay: already accepted).
+    pub fn force_pending(&self, n: usize) {
+        let before = self.pending.fetch_add(n, std::sync::atomic::Ordering::AcqRel);
+        metrics::gauge!(crate::metrics::PENDING).set((before + n) as f64);
+    }
+
+    /// Gives back room for `n` pairs (done, or not accepted after all).
+    pub fn release_pending(&self, n: usize) {
+        use std::sync::atomic::Ordering;
+        if n == 0 {
+            return;
+        }
+        let before = self.pending.fetch_sub(n, Ordering::AcqRel);
+        metrics::gauge!(crate::metrics::PENDING).set(before.saturating_sub(n) as f64);
+    }
+
+    /// (message, recipient) pairs accepted and not done.
+    pub fn pending(&self) -> usize {
+        self.pending.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Attaches the started providers (once).
@@ -78,6 +130,9 @@ pub enum SessionError {
     #[error("session unavailable")]
     Gone,
 }
+
+/// How long a command may wait for room in a session's mailbox.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Finds or starts sessions.
 pub struct Registry {
@@ -143,7 +198,8 @@ impl Registry {
     {
         for _ in 0..3 {
             let addr = self.addr(user);
-            match addr.send(msg.clone()).await {
+            // A full mailbox makes the caller wait, but not forever: the API answers 503.
+            match addr.send(msg.clone()).timeout(SEND_TIMEOUT).await {
                 Ok(r) => return Ok(r),
                 Err(MailboxError::Closed) => self.forget(user, &addr),
                 Err(MailboxError::Timeout) => return Err(SessionError::Busy),

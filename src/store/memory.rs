@@ -1,12 +1,16 @@
 //! An in-memory [`Store`]: the reference implementation for tests and the core daemon.
 //! Nothing survives a restart; the embedded persistent store replaces it (issue 5).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Mutex;
 
 use dashmap::DashMap;
 
-use super::{Intake, PresenceRecord, Store, StoreError};
-use crate::model::{ChatSettings, ConversationId, CredentialName, Device, DeviceId, Message, MessageId, Token, UserId};
+use super::{Durable, Intake, PresenceRecord, Store, StoreError, Swept};
+use crate::model::{
+    ChatSettings, ConversationId, CredentialName, Device, DeviceId, Message, MessageId, Timestamp, Token, UserId,
+};
+use crate::render::TemplateConfig;
 use crate::trace::TraceEntry;
 
 /// Per-user data, kept together so one lock covers one user.
@@ -17,7 +21,7 @@ struct UserData {
     settings: ChatSettings,
     conversations: BTreeMap<ConversationId, ChatSettings>,
     badge: u32,
-    pushed: HashSet<(MessageId, DeviceId)>,
+    pushed: HashMap<(MessageId, DeviceId), Timestamp>,
     /// Oldest first.
     traces: VecDeque<TraceEntry>,
 }
@@ -27,7 +31,11 @@ struct UserData {
 pub struct MemoryStore {
     users: DashMap<UserId, UserData>,
     tokens: DashMap<(CredentialName, Token), (UserId, DeviceId)>,
-    messages: DashMap<MessageId, ()>,
+    /// Accepted message ids and when (dedup of gateway retries).
+    accepted: DashMap<MessageId, Timestamp>,
+    /// The intake journal: message and recipients still pending.
+    journal: Mutex<BTreeMap<MessageId, (Message, BTreeSet<UserId>)>>,
+    templates: DashMap<String, TemplateConfig>,
 }
 
 impl MemoryStore {
@@ -131,18 +139,80 @@ impl Store for MemoryStore {
     }
 
     fn accept_message(&self, message: &Message) -> Result<Intake, StoreError> {
-        Ok(match self.messages.insert(message.id.clone(), ()) {
-            None => Intake::New,
-            Some(()) => Intake::Duplicate,
-        })
+        use dashmap::mapref::entry::Entry;
+        match self.accepted.entry(message.id.clone()) {
+            Entry::Occupied(_) => Ok(Intake::Duplicate),
+            Entry::Vacant(v) => {
+                v.insert(message.accepted_at);
+                let pending = message.to.iter().cloned().collect();
+                self.journal
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(message.id.clone(), (message.clone(), pending));
+                Ok(Intake::New)
+            }
+        }
+    }
+
+    fn complete(&self, message: &MessageId, user: &UserId) -> Result<(), StoreError> {
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, pending)) = journal.get_mut(message) {
+            pending.remove(user);
+            if pending.is_empty() {
+                journal.remove(message);
+            }
+        }
+        Ok(())
+    }
+
+    fn pending(&self) -> Result<Vec<(Message, Vec<UserId>)>, StoreError> {
+        let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(journal.values().map(|(m, users)| (m.clone(), users.iter().cloned().collect())).collect())
+    }
+
+    fn sync(&self) -> Durable {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn sweep(&self, before: Timestamp) -> Result<Swept, StoreError> {
+        let mut swept = Swept::default();
+        self.accepted.retain(|_, at| {
+            let keep = *at >= before;
+            swept.accepted_ids += usize::from(!keep);
+            keep
+        });
+        for mut u in self.users.iter_mut() {
+            let n = u.pushed.len();
+            u.pushed.retain(|_, at| *at >= before);
+            swept.dedup += n - u.pushed.len();
+            let n = u.traces.len();
+            u.traces.retain(|t| t.decided_at >= before);
+            swept.traces += n - u.traces.len();
+        }
+        Ok(swept)
+    }
+
+    fn templates(&self) -> Result<Vec<(String, TemplateConfig)>, StoreError> {
+        Ok(self.templates.iter().map(|t| (t.key().clone(), t.value().clone())).collect())
+    }
+
+    fn put_template(&self, name: &str, template: &TemplateConfig) -> Result<(), StoreError> {
+        self.templates.insert(name.to_owned(), template.clone());
+        Ok(())
     }
 
     fn was_pushed(&self, user: &UserId, message: &MessageId, device: &DeviceId) -> Result<bool, StoreError> {
-        Ok(self.read(user, |u| u.pushed.contains(&(message.clone(), device.clone()))))
+        Ok(self.read(user, |u| u.pushed.contains_key(&(message.clone(), device.clone()))))
     }
 
-    fn mark_pushed(&self, user: &UserId, message: &MessageId, device: &DeviceId) -> Result<(), StoreError> {
-        self.write(user, |u| u.pushed.insert((message.clone(), device.clone())));
+    fn mark_pushed(
+        &self,
+        user: &UserId,
+        message: &MessageId,
+        device: &DeviceId,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write(user, |u| u.pushed.insert((message.clone(), device.clone()), at));
         Ok(())
     }
 

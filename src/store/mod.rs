@@ -3,18 +3,45 @@
 //! intake record of accepted message ids, the per-device dedup set, and the bounded trace.
 //!
 //! Nothing outside this module may assume where the data lives: sessions read and write
-//! through the trait, and a persistent or shared implementation replaces [`memory::MemoryStore`]
-//! without touching them.
+//! through the trait. [`embedded::EmbeddedStore`] (fjall, the default) persists everything;
+//! [`memory::MemoryStore`] keeps it in memory (tests, benchmarks).
+//!
+//! Durability: writes are applied at once (readers see them) but reach the disk through
+//! group commit — [`Store::sync`] resolves when everything written before it is durable, and
+//! many concurrent callers share one flush (see `journal.rs`).
+//!
+//! The intake journal: [`Store::accept_message`] records an accepted message with one pending
+//! mark per recipient; [`Store::complete`] clears a recipient once its session has decided the
+//! message and every push it made got a final vendor answer. [`Store::pending`] lists what a
+//! restart must replay.
 
+pub mod embedded;
+pub mod journal;
 pub mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
 
 use crate::model::{
     ChatSettings, ConversationId, CredentialName, Device, DeviceId, Message, MessageId, Presence, Timestamp, Token,
     UserId,
 };
+use crate::render::TemplateConfig;
 use crate::trace::TraceEntry;
 
+pub use embedded::EmbeddedStore;
 pub use memory::MemoryStore;
+
+/// Resolves when the writes made before it are durable.
+pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+/// What a retention sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub dedup: usize,
+    pub accepted_ids: usize,
+    pub traces: usize,
+}
 
 /// A storage failure; the API answers 503 and the caller retries.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -32,7 +59,7 @@ pub enum Intake {
 }
 
 /// The last presence event applied to a device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PresenceRecord {
     pub presence: Presence,
     pub at: Timestamp,
@@ -76,12 +103,34 @@ pub trait Store: Send + Sync + 'static {
     /// Sets the user's badge.
     fn put_badge(&self, user: &UserId, badge: u32) -> Result<(), StoreError>;
 
-    /// Records an accepted message id; `Duplicate` if it was accepted before.
+    /// Records an accepted message in the intake journal, pending for every recipient;
+    /// `Duplicate` (and nothing written) if its id was accepted before.
     fn accept_message(&self, message: &Message) -> Result<Intake, StoreError>;
+    /// `user` is done with `message` (decided, every push answered): clears its pending mark,
+    /// and the journal entry once no recipient is pending.
+    fn complete(&self, message: &MessageId, user: &UserId) -> Result<(), StoreError>;
+    /// Journal entries still pending, with the recipients still pending (restart replay).
+    fn pending(&self) -> Result<Vec<(Message, Vec<UserId>)>, StoreError>;
+    /// Resolves once every write made before the call is durable (group commit).
+    fn sync(&self) -> Durable;
+    /// Removes dedup records and accepted ids recorded before `before`, and traces decided
+    /// before it.
+    fn sweep(&self, before: Timestamp) -> Result<Swept, StoreError>;
+
+    /// Operator-added templates (admin API), to reload at start.
+    fn templates(&self) -> Result<Vec<(String, TemplateConfig)>, StoreError>;
+    /// Stores an operator-added template.
+    fn put_template(&self, name: &str, template: &TemplateConfig) -> Result<(), StoreError>;
     /// Whether `message` was already pushed to `device` (dedup).
     fn was_pushed(&self, user: &UserId, message: &MessageId, device: &DeviceId) -> Result<bool, StoreError>;
-    /// Records that `message` was pushed to `device`.
-    fn mark_pushed(&self, user: &UserId, message: &MessageId, device: &DeviceId) -> Result<(), StoreError>;
+    /// Records that `message` was pushed to `device` (when the vendor answered), at `at`.
+    fn mark_pushed(
+        &self,
+        user: &UserId,
+        message: &MessageId,
+        device: &DeviceId,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Inserts or replaces the trace entry of `entry.message_id`, keeping the newest `keep`.
     fn upsert_trace(&self, user: &UserId, entry: &TraceEntry, keep: usize) -> Result<(), StoreError>;
@@ -89,4 +138,15 @@ pub trait Store: Send + Sync + 'static {
     fn trace(&self, user: &UserId, message: &MessageId) -> Result<Option<TraceEntry>, StoreError>;
     /// The newest trace entries first, at most `limit`.
     fn traces(&self, user: &UserId, limit: usize) -> Result<Vec<TraceEntry>, StoreError>;
+}
+
+/// Opens the store the settings ask for.
+pub fn open(settings: &crate::config::Settings) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let s = &settings.store;
+    if s.embedded {
+        let dir = settings.data_dir.join("store");
+        Ok(std::sync::Arc::new(EmbeddedStore::open(&dir, s.sync, s.sync_interval)?))
+    } else {
+        Ok(std::sync::Arc::new(MemoryStore::new()))
+    }
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 use pushd::clock::{ManualClock, SharedClock};
 use pushd::config::Loader;
 use pushd::mock_vendor::{MockApns, MockApnsConfig, MockFcm, MockFcmConfig, MockTls, Received};
-use pushd::store::MemoryStore;
 use pushd::{Listeners, Running};
 use serde_json::{json, Value};
 
@@ -130,6 +129,8 @@ impl TestDaemon {
         let config = format!(
             r#"
             data_dir = "{dir}"
+            [store]
+            kind = "{store_kind}"
             [api]
             keys = ["{API_KEY}"]
             max_body_bytes = 65536
@@ -169,6 +170,9 @@ impl TestDaemon {
             apns_url = apns.url(),
             fcm_url = fcm.url(),
             ca = ca_path.display(),
+            // The suite runs on the in-memory store; PUSHD_TEST_STORE=embedded runs it all on
+            // the persistent one (tests/durability.rs always uses it).
+            store_kind = std::env::var("PUSHD_TEST_STORE").unwrap_or_else(|_| "memory".into()),
             identity = identity_path.display(),
             apns_key = demo_file("apns-demo-key.p8"),
             fcm_sa = demo_file("fcm-service-account.json"),
@@ -179,8 +183,8 @@ impl TestDaemon {
             .and_then(|l| l.layer_env(&HashMap::new()).settings())
             .unwrap_or_else(|e| panic!("{e}"));
         let listeners = Listeners::loopback().expect("loopback listeners");
-        let running =
-            pushd::run(settings, listeners, Arc::new(MemoryStore::new()), shared).await.expect("pushd starts");
+        let store = pushd::store::open(&settings).expect("store opens");
+        let running = pushd::run(settings, listeners, store, shared).await.expect("pushd starts");
         let base = format!("http://{}", running.gateway_addr);
         let operator = format!("http://{}", running.operator_addr);
         Self { running, apns, fcm, clock, http: reqwest::Client::new(), base, operator, _dir: dir }

@@ -1,0 +1,404 @@
+//! The embedded persistent [`Store`], on fjall (an LSM-tree key-value store in the data dir;
+//! no external server). One keyspace per kind of record; keys join ids with `\0`, which no id
+//! may contain (ids reject control characters). Values are JSON, except counters.
+//!
+//! Writes go to fjall at once (memtable + journal buffer, no disk flush: safe on an arbiter) and
+//! are made durable by the group-commit thread in `journal.rs`.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::journal::{SyncMode, Syncer};
+use super::{Durable, Intake, PresenceRecord, Store, StoreError, Swept};
+use crate::model::{
+    ChatSettings, ConversationId, CredentialName, Device, DeviceId, Message, MessageId, Timestamp, Token, UserId,
+};
+use crate::render::TemplateConfig;
+use crate::trace::TraceEntry;
+
+/// The fjall-backed store.
+pub struct EmbeddedStore {
+    db: Database,
+    devices: Keyspace,
+    tokens: Keyspace,
+    presence: Keyspace,
+    settings: Keyspace,
+    conversations: Keyspace,
+    badges: Keyspace,
+    /// `m\0<id>` → message; `p\0<id>\0<user>` → pending mark.
+    journal: Keyspace,
+    /// `<id>` → accepted at (ms): dedup of gateway retries.
+    accepted: Keyspace,
+    /// `<user>\0<message>\0<device>` → pushed at (ms).
+    pushed: Keyspace,
+    /// `<user>\0<seq, 8 bytes BE>` → trace entry; `<user>\0#<message>` → seq.
+    traces: Keyspace,
+    templates: Keyspace,
+    /// Makes "check then insert" of an accepted id atomic.
+    intake: Mutex<()>,
+    syncer: Syncer,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn key(parts: &[&str]) -> Vec<u8> {
+    parts.join("\0").into_bytes()
+}
+
+fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(err)
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Unavailable(format!("corrupt record: {e}")))
+}
+
+fn millis(bytes: &[u8]) -> i64 {
+    bytes.try_into().map(i64::from_be_bytes).unwrap_or(0)
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir` and starts its sync thread.
+    pub fn open(dir: &Path, mode: SyncMode, interval: Duration) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        let db = Database::builder(dir).open().map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(err);
+        Ok(Self {
+            devices: ks("devices")?,
+            tokens: ks("tokens")?,
+            presence: ks("presence")?,
+            settings: ks("settings")?,
+            conversations: ks("conversations")?,
+            badges: ks("badges")?,
+            journal: ks("journal")?,
+            accepted: ks("accepted")?,
+            pushed: ks("pushed")?,
+            traces: ks("traces")?,
+            templates: ks("templates")?,
+            intake: Mutex::new(()),
+            syncer: Syncer::start(db.clone(), mode, interval),
+            db,
+        })
+    }
+
+    fn prefix_values<T: DeserializeOwned>(ks: &Keyspace, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let mut out = Vec::new();
+        for item in ks.prefix(prefix) {
+            let (k, v) = item.into_inner().map_err(err)?;
+            out.push((k.to_vec(), parse(&v)?));
+        }
+        Ok(out)
+    }
+
+    fn put<T: Serialize>(ks: &Keyspace, k: Vec<u8>, v: &T) -> Result<(), StoreError> {
+        ks.insert(k, json(v)?).map_err(err)
+    }
+
+    fn get<T: DeserializeOwned>(ks: &Keyspace, k: &[u8]) -> Result<Option<T>, StoreError> {
+        ks.get(k).map_err(err)?.map(|v| parse(&v)).transpose()
+    }
+
+    fn trace_seq(&self, user: &UserId, message: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        let index = key(&[user.as_str(), &format!("#{}", message.as_str())]);
+        Ok(self.traces.get(index).map_err(err)?.map(|v| v.to_vec()))
+    }
+}
+
+/// The trace key of sequence `seq`: user, `\0`, then `\x01` and 8 big-endian bytes, so that
+/// entries sort by age and never collide with the `#`-prefixed index keys.
+fn trace_key(user: &UserId, seq: u64) -> Vec<u8> {
+    let mut k = user.as_str().as_bytes().to_vec();
+    k.push(0);
+    k.push(1);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+impl Store for EmbeddedStore {
+    fn devices(&self, user: &UserId) -> Result<Vec<Device>, StoreError> {
+        let prefix = key(&[user.as_str(), ""]);
+        Ok(Self::prefix_values::<Device>(&self.devices, &prefix)?.into_iter().map(|(_, d)| d).collect())
+    }
+
+    fn put_device(&self, user: &UserId, device: &Device) -> Result<(), StoreError> {
+        let k = key(&[user.as_str(), device.id.as_str()]);
+        let old: Option<Device> = Self::get(&self.devices, &k)?;
+        if let Some(Device { token: Some(t), credential, .. }) = old {
+            if device.token.as_ref() != Some(&t) || device.credential != credential {
+                self.unindex(&credential, &t, user, &device.id)?;
+            }
+        }
+        Self::put(&self.devices, k, device)?;
+        if let Some(t) = &device.token {
+            let owner = key(&[user.as_str(), device.id.as_str()]);
+            self.tokens.insert(key(&[device.credential.as_str(), t.as_str()]), owner).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn remove_device(&self, user: &UserId, device: &DeviceId) -> Result<Option<Device>, StoreError> {
+        let k = key(&[user.as_str(), device.as_str()]);
+        let old: Option<Device> = Self::get(&self.devices, &k)?;
+        self.devices.remove(k.clone()).map_err(err)?;
+        self.presence.remove(k).map_err(err)?;
+        if let Some(Device { token: Some(t), credential, .. }) = &old {
+            self.unindex(credential, t, user, device)?;
+        }
+        Ok(old)
+    }
+
+    fn token_owner(
+        &self,
+        credential: &CredentialName,
+        token: &Token,
+    ) -> Result<Option<(UserId, DeviceId)>, StoreError> {
+        let Some(v) = self.tokens.get(key(&[credential.as_str(), token.as_str()])).map_err(err)? else {
+            return Ok(None);
+        };
+        let s = std::str::from_utf8(&v).map_err(err)?;
+        let (u, d) = s.split_once('\0').ok_or_else(|| err("corrupt token index"))?;
+        Ok(Some((UserId::parse(u).map_err(err)?, DeviceId::parse(d).map_err(err)?)))
+    }
+
+    fn presences(&self, user: &UserId) -> Result<Vec<(DeviceId, PresenceRecord)>, StoreError> {
+        let prefix = key(&[user.as_str(), ""]);
+        let mut out = Vec::new();
+        for (k, p) in Self::prefix_values::<PresenceRecord>(&self.presence, &prefix)? {
+            let d = std::str::from_utf8(&k[prefix.len()..]).map_err(err)?;
+            out.push((DeviceId::parse(d).map_err(err)?, p));
+        }
+        Ok(out)
+    }
+
+    fn put_presence(&self, user: &UserId, device: &DeviceId, record: PresenceRecord) -> Result<(), StoreError> {
+        Self::put(&self.presence, key(&[user.as_str(), device.as_str()]), &record)
+    }
+
+    fn user_settings(&self, user: &UserId) -> Result<ChatSettings, StoreError> {
+        Ok(Self::get(&self.settings, user.as_str().as_bytes())?.unwrap_or_default())
+    }
+
+    fn put_user_settings(&self, user: &UserId, settings: &ChatSettings) -> Result<(), StoreError> {
+        Self::put(&self.settings, user.as_str().as_bytes().to_vec(), settings)
+    }
+
+    fn conversation_settings(&self, user: &UserId, conv: &ConversationId) -> Result<Option<ChatSettings>, StoreError> {
+        Self::get(&self.conversations, &key(&[user.as_str(), conv.as_str()]))
+    }
+
+    fn put_conversation_settings(
+        &self,
+        user: &UserId,
+        conv: &ConversationId,
+        s: &ChatSettings,
+    ) -> Result<(), StoreError> {
+        Self::put(&self.conversations, key(&[user.as_str(), conv.as_str()]), s)
+    }
+
+    fn delete_conversation_settings(&self, user: &UserId, conv: &ConversationId) -> Result<bool, StoreError> {
+        let k = key(&[user.as_str(), conv.as_str()]);
+        let existed = self.conversations.contains_key(&k).map_err(err)?;
+        self.conversations.remove(k).map_err(err)?;
+        Ok(existed)
+    }
+
+    fn badge(&self, user: &UserId) -> Result<u32, StoreError> {
+        let v = self.badges.get(user.as_str()).map_err(err)?;
+        Ok(v.and_then(|b| <[u8; 4]>::try_from(&b[..]).ok()).map_or(0, u32::from_be_bytes))
+    }
+
+    fn put_badge(&self, user: &UserId, badge: u32) -> Result<(), StoreError> {
+        self.badges.insert(user.as_str().as_bytes().to_vec(), badge.to_be_bytes().to_vec()).map_err(err)
+    }
+
+    fn accept_message(&self, message: &Message) -> Result<Intake, StoreError> {
+        let _one_at_a_time = self.intake.lock().unwrap_or_else(|p| p.into_inner());
+        let id = message.id.as_str();
+        if self.accepted.contains_key(id).map_err(err)? {
+            return Ok(Intake::Duplicate);
+        }
+        // One atomic batch: the id, the message and its pending marks appear together or not
+        // at all after a crash.
+        let mut batch = self.db.batch();
+        batch.insert(
+            &self.accepted,
+            id.as_bytes().to_vec(),
+            message.accepted_at.timestamp_millis().to_be_bytes().to_vec(),
+        );
+        batch.insert(&self.journal, key(&["m", id]), json(message)?);
+        for u in &message.to {
+            batch.insert(&self.journal, key(&["p", id, u.as_str()]), Vec::new());
+        }
+        batch.commit().map_err(err)?;
+        Ok(Intake::New)
+    }
+
+    fn complete(&self, message: &MessageId, user: &UserId) -> Result<(), StoreError> {
+        let id = message.as_str();
+        self.journal.remove(key(&["p", id, user.as_str()])).map_err(err)?;
+        let still_pending = self.journal.prefix(key(&["p", id, ""])).next().is_some();
+        if !still_pending {
+            self.journal.remove(key(&["m", id])).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn pending(&self) -> Result<Vec<(Message, Vec<UserId>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.journal.prefix(key(&["m", ""])) {
+            let (_, v) = item.into_inner().map_err(err)?;
+            let message: Message = parse(&v)?;
+            let prefix = key(&["p", message.id.as_str(), ""]);
+            let mut users = Vec::new();
+            for p in self.journal.prefix(&prefix) {
+                let k = p.key().map_err(err)?;
+                let u = std::str::from_utf8(&k[prefix.len()..]).map_err(err)?;
+                users.push(UserId::parse(u).map_err(err)?);
+            }
+            if !users.is_empty() {
+                out.push((message, users));
+            }
+        }
+        Ok(out)
+    }
+
+    fn sync(&self) -> Durable {
+        self.syncer.sync()
+    }
+
+    fn sweep(&self, before: Timestamp) -> Result<Swept, StoreError> {
+        let cutoff = before.timestamp_millis();
+        let mut swept = Swept::default();
+        let old = |ks: &Keyspace| -> Result<Vec<Vec<u8>>, StoreError> {
+            let mut keys = Vec::new();
+            for item in ks.iter() {
+                let (k, v) = item.into_inner().map_err(err)?;
+                if millis(&v) < cutoff {
+                    keys.push(k.to_vec());
+                }
+            }
+            Ok(keys)
+        };
+        for k in old(&self.pushed)? {
+            self.pushed.remove(k).map_err(err)?;
+            swept.dedup += 1;
+        }
+        for k in old(&self.accepted)? {
+            self.accepted.remove(k).map_err(err)?;
+            swept.accepted_ids += 1;
+        }
+        let mut stale = Vec::new();
+        for item in self.traces.iter() {
+            let (k, v) = item.into_inner().map_err(err)?;
+            // Index keys (`#`) hold a sequence; entries hold JSON.
+            if let Ok(entry) = serde_json::from_slice::<TraceEntry>(&v) {
+                if entry.decided_at < before {
+                    stale.push((k.to_vec(), entry));
+                }
+            }
+        }
+        for (k, entry) in stale {
+            let user_end = k.iter().position(|b| *b == 0).unwrap_or(k.len());
+            let mut index = k[..user_end].to_vec();
+            index.push(0);
+            index.extend_from_slice(format!("#{}", entry.message_id.as_str()).as_bytes());
+            self.traces.remove(index).map_err(err)?;
+            self.traces.remove(k).map_err(err)?;
+            swept.traces += 1;
+        }
+        Ok(swept)
+    }
+
+    fn templates(&self) -> Result<Vec<(String, TemplateConfig)>, StoreError> {
+        let mut out = Vec::new();
+        for (k, t) in Self::prefix_values::<TemplateConfig>(&self.templates, b"")? {
+            out.push((String::from_utf8(k).map_err(err)?, t));
+        }
+        Ok(out)
+    }
+
+    fn put_template(&self, name: &str, template: &TemplateConfig) -> Result<(), StoreError> {
+        Self::put(&self.templates, name.as_bytes().to_vec(), template)
+    }
+
+    fn was_pushed(&self, user: &UserId, message: &MessageId, device: &DeviceId) -> Result<bool, StoreError> {
+        self.pushed.contains_key(key(&[user.as_str(), message.as_str(), device.as_str()])).map_err(err)
+    }
+
+    fn mark_pushed(
+        &self,
+        user: &UserId,
+        message: &MessageId,
+        device: &DeviceId,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let k = key(&[user.as_str(), message.as_str(), device.as_str()]);
+        self.pushed.insert(k, at.timestamp_millis().to_be_bytes().to_vec()).map_err(err)
+    }
+
+    fn upsert_trace(&self, user: &UserId, entry: &TraceEntry, keep: usize) -> Result<(), StoreError> {
+        if let Some(seq) = self.trace_seq(user, &entry.message_id)? {
+            let seq = u64::from_be_bytes(seq.as_slice().try_into().map_err(err)?);
+            return Self::put(&self.traces, trace_key(user, seq), entry);
+        }
+        let mut entries = self.traces.prefix(trace_key(user, 0)[..user.as_str().len() + 2].to_vec());
+        let last = entries.next_back().map(|g| g.key()).transpose().map_err(err)?;
+        drop(entries);
+        let next = last.map_or(0, |k| {
+            let tail = &k[k.len().saturating_sub(8)..];
+            u64::from_be_bytes(tail.try_into().unwrap_or([0; 8])) + 1
+        });
+        Self::put(&self.traces, trace_key(user, next), entry)?;
+        let index = key(&[user.as_str(), &format!("#{}", entry.message_id.as_str())]);
+        self.traces.insert(index, next.to_be_bytes().to_vec()).map_err(err)?;
+        // Keep the newest `keep`: drop from the oldest end.
+        let prefix = trace_key(user, 0)[..user.as_str().len() + 2].to_vec();
+        let all: Vec<(Vec<u8>, TraceEntry)> = Self::prefix_values(&self.traces, &prefix)?;
+        let excess = all.len().saturating_sub(keep.max(1));
+        for (k, old) in all.into_iter().take(excess) {
+            self.traces.remove(key(&[user.as_str(), &format!("#{}", old.message_id.as_str())])).map_err(err)?;
+            self.traces.remove(k).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn trace(&self, user: &UserId, message: &MessageId) -> Result<Option<TraceEntry>, StoreError> {
+        let Some(seq) = self.trace_seq(user, message)? else { return Ok(None) };
+        let seq = u64::from_be_bytes(seq.as_slice().try_into().map_err(err)?);
+        Self::get(&self.traces, &trace_key(user, seq))
+    }
+
+    fn traces(&self, user: &UserId, limit: usize) -> Result<Vec<TraceEntry>, StoreError> {
+        let prefix = trace_key(user, 0)[..user.as_str().len() + 2].to_vec();
+        let mut out = Vec::new();
+        for item in self.traces.prefix(prefix).rev().take(limit) {
+            let (_, v) = item.into_inner().map_err(err)?;
+            out.push(parse(&v)?);
+        }
+        Ok(out)
+    }
+}
+
+impl EmbeddedStore {
+    fn unindex(
+        &self,
+        credential: &CredentialName,
+        token: &Token,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<(), StoreError> {
+        let k = key(&[credential.as_str(), token.as_str()]);
+        let mine = key(&[user.as_str(), device.as_str()]);
+        if self.tokens.get(&k).map_err(err)?.is_some_and(|v| v[..] == mine[..]) {
+            self.tokens.remove(k).map_err(err)?;
+        }
+        Ok(())
+    }
+}
