@@ -348,7 +348,7 @@ impl Store for EmbeddedStore {
             let seq = u64::from_be_bytes(seq.as_slice().try_into().map_err(err)?);
             return Self::put(&self.traces, trace_key(user, seq), entry);
         }
-        let mut entries = self.traces.prefix(trace_key(user, 0)[..user.as_str().len() + 2].to_vec());
+        let mut entries = self.traces.prefix(&trace_key(user, 0)[..user.as_str().len() + 2]);
         let last = entries.next_back().map(|g| g.key()).transpose().map_err(err)?;
         drop(entries);
         let next = last.map_or(0, |k| {
