@@ -29,6 +29,10 @@ struct Addresses {
     /// Data folder (overrides data_dir).
     #[arg(long, env = "PUSHD_DATA_DIR")]
     data_dir: Option<String>,
+    /// Once listening, write {"gateway","operator","pid"} as JSON here (scripts, tests; handy
+    /// with port 0).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -81,11 +85,23 @@ fn init_tracing(filter: &str) {
     tracing_subscriber::fmt().with_env_filter(filter).init();
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("data_dir {}", settings.data_dir.display()))?;
     let listeners = pushd::Listeners::bind(&settings).context("binding listeners")?;
     let store = pushd::store::open(&settings).context("opening the store")?;
     let running = pushd::run(settings, listeners, store, Arc::new(SystemClock)).await?;
+    if let Some(path) = ready_file {
+        let ready = serde_json::json!({
+            "gateway": running.gateway_addr.to_string(),
+            "operator": running.operator_addr.to_string(),
+            "pid": std::process::id(),
+        });
+        // Written whole then renamed, so a reader never sees half a file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, ready.to_string())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("ready file {}", path.display()))?;
+    }
     wait_for_signal().await;
     tracing::info!("shutting down");
     running.stop().await;
@@ -118,7 +134,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { config, addresses } => {
             let settings = apply(Loader::new().layer_file(&config)?, &addresses).settings()?;
             init_tracing(&settings.log);
-            actix_rt::System::new().block_on(serve(settings))
+            actix_rt::System::new().block_on(serve(settings, addresses.ready_file))
         }
         Command::Demo { addresses, mock_apns, mock_fcm, mock_control } => {
             let loader = apply(Loader::new().layer_str("config/demo.toml", pushd::config::DEMO_TOML)?, &addresses);
@@ -128,7 +144,7 @@ fn main() -> anyhow::Result<()> {
                 let mocks = pushd::demo::start_mocks(&raw.data_dir, &mock_apns, &mock_fcm, &mock_control).await?;
                 let settings = mocks.apply(loader).settings()?;
                 mocks.print_banner(&settings);
-                serve(settings).await
+                serve(settings, addresses.ready_file).await
             })
         }
     }

@@ -116,6 +116,11 @@ impl Token {
                 }
                 Ok(Self(s.to_ascii_lowercase()))
             }
+            // Xiaomi and Meizu send batches as comma-separated lists: a comma would split a
+            // token in two.
+            VendorKind::Xiaomi | VendorKind::Meizu if s.contains(',') => {
+                Err(IdError::Format { what: WHAT, why: "Xiaomi and Meizu tokens contain no commas" })
+            }
             _ => {
                 if !s.bytes().all(|b| b.is_ascii_graphic()) {
                     return Err(IdError::Format { what: WHAT, why: "printable ASCII without spaces expected" });
