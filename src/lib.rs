@@ -99,6 +99,7 @@ pub struct Running {
     pub registry: Arc<Registry>,
     servers: Vec<actix_web::dev::ServerHandle>,
     arbiters: Vec<Arbiter>,
+    sweeper: actix_rt::task::JoinHandle<()>,
     grace: std::time::Duration,
 }
 
@@ -118,14 +119,26 @@ impl Running {
         }
         let left = services.pending();
         if left > 0 {
-            tracing::warn!(pending = left, "grace period over: pending messages stay in the journal for the next start");
+            tracing::warn!(
+                pending = left,
+                "grace period over: pending messages stay in the journal for the next start"
+            );
         }
         if let Err(e) = services.store.sync().await {
             tracing::error!(error = %e, "final flush failed");
         }
-        for a in &self.arbiters {
-            a.stop();
-        }
+        self.sweeper.abort();
+        drop(services);
+        // Join the arbiters so every session and provider (and their store handles) is gone
+        // when this returns: the store's files are closed and may be opened again.
+        let arbiters = self.arbiters;
+        let joined = actix_rt::task::spawn_blocking(move || {
+            for a in arbiters {
+                a.stop();
+                let _ = a.join();
+            }
+        });
+        let _ = joined.await;
         tracing::info!("pushd stopped");
     }
 }
@@ -159,8 +172,14 @@ pub async fn run(
     let provider_arbiter = Arbiter::new();
     let mut providers = HashMap::new();
     for c in &settings.credentials {
-        let sink_registry = registry.clone();
-        let sink: provider::actor::ReportSink = Arc::new(move |r| sink_registry.report(r));
+        // Weak: the providers live inside the registry's services; a strong reference here
+        // would make a cycle that keeps the store open after a stop.
+        let sink_registry = Arc::downgrade(&registry);
+        let sink: provider::actor::ReportSink = Arc::new(move |r| {
+            if let Some(registry) = sink_registry.upgrade() {
+                registry.report(r);
+            }
+        });
         let handle = provider::actor::ProviderHandle::start(
             &provider_arbiter.handle(),
             c.provider.clone(),
@@ -236,10 +255,19 @@ pub async fn run(
         actix_rt::spawn(server);
     }
     recover(&registry).map_err(|e| StartError::Store(e.to_string()))?;
-    spawn_sweeper(services.clone(), settings.store.retention, settings.store.sweep_interval);
+    let sweeper = spawn_sweeper(services.clone(), settings.store.retention, settings.store.sweep_interval);
     ready.store(true, Ordering::Release);
     tracing::info!(%gateway_addr, %operator_addr, credentials = settings.credentials.len(), "pushd running");
-    Ok(Running { gateway_addr, operator_addr, matrix_addr, registry, servers, arbiters, grace: settings.shutdown_grace })
+    Ok(Running {
+        gateway_addr,
+        operator_addr,
+        matrix_addr,
+        registry,
+        servers,
+        arbiters,
+        sweeper,
+        grace: settings.shutdown_grace,
+    })
 }
 
 /// Replays the intake journal: every (message, recipient) accepted before a stop or crash and
@@ -267,13 +295,18 @@ fn recover(registry: &Arc<Registry>) -> Result<(), store::StoreError> {
 
 /// Removes dedup records, accepted ids and traces older than `retention`, every `every`, on a
 /// blocking thread (it scans whole keyspaces).
-fn spawn_sweeper(services: Arc<Services>, retention: std::time::Duration, every: std::time::Duration) {
+fn spawn_sweeper(
+    services: Arc<Services>,
+    retention: std::time::Duration,
+    every: std::time::Duration,
+) -> actix_rt::task::JoinHandle<()> {
     actix_rt::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
             tick.tick().await;
-            let before = services.clock.now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(3));
+            let before =
+                services.clock.now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(3));
             let store = services.store.clone();
             match actix_rt::task::spawn_blocking(move || store.sweep(before)).await {
                 Ok(Ok(swept)) => tracing::info!(?swept, "retention sweep"),
@@ -281,5 +314,5 @@ fn spawn_sweeper(services: Arc<Services>, retention: std::time::Duration, every:
                 Err(e) => tracing::error!(error = %e, "retention sweep panicked"),
             }
         }
-    });
+    })
 }

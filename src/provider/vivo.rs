@@ -1,8 +1,941 @@
-//! Vivo push: vendor module (issue 4, in progress).
+//! vivo Push (vivo / iQOO, FuntouchOS / OriginOS): the wire format, the signed auth call and
+//! the answer table of `docs/vendors/vivo.md`.
+//!
+//! Owns: the auth call (`POST /message/auth`, JSON `appId` (integer), `appKey`, `timestamp` in
+//! ms and `sign` = lower-case hex MD5 of `appId + appKey + timestamp + appSecret`) and its
+//! answer; the single send (`POST /message/send` with the token in the `authToken` header and a
+//! `requestId` stable across retries of one push to one device); the IM class fields; the text
+//! limits in width units (CJK = 2); and the mapping of every documented `result` and
+//! `invalidUser` status to an [`Outcome`].
+//!
+//! IM class fields (credential keys, vivo.md §3.1):
+//! - `classification` (default `1` = system message, 系统消息): system messages have no
+//!   per-device cap and no 07:00–23:00 window; `0` = operation (运营) message, 2 a day per
+//!   device. pushd always sends it: the default of an absent value is disputed.
+//! - `category` (default `"IM"`, `""` to omit): the 2023 second-level class; `IM` belongs to the
+//!   system class.
+//! - `push_mode` (default `0` = live; `1` = test devices only).
+//!
+//! One device per request (`max_batch` 1). vivo's group fan-out is two calls
+//! (`saveListPayload` → `taskId`, then `pushToList` with 2..1000 regIds), which the
+//! single-request [`Vendor::request`] cannot express: it needs a prepare step in the shared
+//! layer (one call per batch key whose answer feeds every chunk's request). The mock already
+//! serves both calls.
+//!
+//! Deliberately not here: caching the auth token (the shared auth cache; [`AUTH_REFRESH_AFTER`]
+//! tells it when), retries, parking on the daily quota, statistics, receipts (`extra.callback`).
+//!
+//! ```text
+//! appId + appKey + timestamp + appSecret ─md5─▶ POST /message/auth ─▶ parse_auth ─▶ authToken
+//! VendorPush + regId ─▶ POST /message/send  (header authToken, JSON body, requestId)
+//! {result, desc, taskId, invalidUser{status,userid}} (HTTP 200) ─▶ Outcome
+//! ```
 
-use super::credential::{CredentialContext, Problem, VendorBuild};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
 
-/// Builds the Vivo vendor from its credential table.
-pub fn from_config(_table: &toml::Table, _ctx: &CredentialContext<'_>) -> Result<VendorBuild, Vec<Problem>> {
-    Err(vec![Problem::new("vendor", "vendor vivo is not supported yet")])
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::credential::{fields, CredentialContext, Problem, VendorBuild};
+use super::{AuthPlan, AuthToken, BuildError, Outcome, Vendor, VendorPush, VendorRequest};
+use crate::model::{PushType, Timestamp, Token, VendorKind};
+
+/// vivo's one API host.
+pub const DEFAULT_ENDPOINT: &str = "https://api-push.vivo.com.cn";
+
+/// The auth call, relative to the endpoint.
+pub const AUTH_PATH: &str = "message/auth";
+
+/// The single send, relative to the endpoint.
+pub const SEND_PATH: &str = "message/send";
+
+/// The header carrying the auth token on every call but auth.
+pub const AUTH_HEADER: &str = "authtoken";
+
+/// A token lives 24 h; vivo asks callers to refresh every 1–2 h (auth is limited to 10 calls/s).
+pub const AUTH_REFRESH_AFTER: chrono::Duration = chrono::Duration::hours(1);
+
+/// Longest `title`, in width units (CJK = 2).
+pub const TITLE_MAX_WIDTH: usize = 40;
+
+/// Longest `content`, in width units (CJK = 2).
+pub const CONTENT_MAX_WIDTH: usize = 100;
+
+/// `timeToLive` bounds of a single send, in seconds.
+pub const TTL_RANGE_SECS: (u64, u64) = (60, 604_800);
+
+/// Most `clientCustomMap` pairs vivo accepts.
+pub const CUSTOM_MAP_MAX_PAIRS: usize = 10;
+
+/// Longest `clientCustomMap`, keys plus values, in chars.
+pub const CUSTOM_MAP_MAX_CHARS: usize = 1024;
+
+/// The IM classification pushd sends by default: 1 = system message.
+pub const DEFAULT_CLASSIFICATION: u8 = 1;
+
+/// The IM category pushd sends by default.
+pub const DEFAULT_CATEGORY: &str = "IM";
+
+/// `result` for a rejected `authToken` (invalid or expired). Unverified: the SDK's enum has no
+/// meaning for 10000; it is the only unassigned code below the documented ones and the usual
+/// reading, so pushd refreshes once on it and treats a second one as fatal.
+pub const AUTH_INVALID_RESULT: i64 = 10000;
+
+/// `result` for "too many calls per second" (the auth call's 10/s, the send QPS). Unverified:
+/// vivo documents the limits but no code; pushd retries this one after
+/// [`RATE_LIMIT_RETRY_AFTER`], like an HTTP 429.
+pub const RATE_LIMITED_RESULT: i64 = 10071;
+
+/// The wait before retrying a rate-limited call (auth is limited per second).
+pub const RATE_LIMIT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Daily send total exceeded (send, pushToList): not again today.
+pub const DAILY_QUOTA_RESULT: i64 = 10070;
+
+/// Daily group-payload quota exceeded (saveListPayload): not again today.
+pub const LIST_QUOTA_RESULT: i64 = 10252;
+
+/// `invalidUser.status` values that mean the regId is dead: 1 unknown, 2 uninstalled /
+/// unsubscribed / notifications off, 3 inactive for more than 90 days. Unverified (the SDK
+/// carries the field without documenting values); 3 is pruned too since such a device
+/// re-registers with a fresh regId when the app starts again.
+pub const DEAD_TARGET_STATUSES: &[i64] = &[1, 2, 3];
+
+/// `invalidUser.status` 4: not a registered test device (with `pushMode` 1). Unverified.
+pub const NOT_TEST_DEVICE_STATUS: i64 = 4;
+
+/// Configuration of one vivo credential.
+#[derive(Clone)]
+pub struct VivoConfig {
+    /// Base URL (or the loopback mock).
+    pub endpoint: url::Url,
+    /// The operator's appId (an integer on the wire).
+    pub app_id: u64,
+    /// The operator's appKey.
+    pub app_key: String,
+    /// The operator's appSecret. Never logged.
+    pub app_secret: String,
+    /// 0 operation, 1 system message.
+    pub classification: u8,
+    /// The second-level class; `None` omits it.
+    pub category: Option<String>,
+    /// 0 live, 1 test.
+    pub push_mode: u8,
+    /// An intent URI to open (`skipType` 4); `None` opens the app's home (`skipType` 1).
+    pub skip_content: Option<String>,
+}
+
+impl fmt::Debug for VivoConfig {
+    /// Never prints the app secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VivoConfig")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("app_id", &self.app_id)
+            .field("app_key", &self.app_key)
+            .field("app_secret", &"<redacted>")
+            .field("classification", &self.classification)
+            .field("category", &self.category)
+            .field("push_mode", &self.push_mode)
+            .field("skip_content", &self.skip_content)
+            .finish()
+    }
+}
+
+/// The vivo vendor: builds requests and classifies answers for one credential.
+pub struct Vivo {
+    auth_url: url::Url,
+    send_url: url::Url,
+    app_id: u64,
+    app_key: String,
+    app_secret: String,
+    classification: u8,
+    category: Option<String>,
+    push_mode: u8,
+    skip_content: Option<String>,
+}
+
+impl fmt::Debug for Vivo {
+    /// Never prints the app secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vivo")
+            .field("send_url", &self.send_url.as_str())
+            .field("app_id", &self.app_id)
+            .field("classification", &self.classification)
+            .field("category", &self.category)
+            .field("push_mode", &self.push_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The auth call's body.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthBody<'a> {
+    app_id: u64,
+    app_key: &'a str,
+    timestamp: i64,
+    sign: String,
+}
+
+fn no_pairs(map: &&BTreeMap<String, String>) -> bool {
+    map.is_empty()
+}
+
+/// `/message/send` body (vivo.md §3.1).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SendBody<'a> {
+    reg_id: &'a str,
+    /// 1 none, 2 sound, 3 vibrate, 4 sound + vibrate.
+    notify_type: u8,
+    title: String,
+    content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_to_live: Option<u64>,
+    /// 1 open the app's home, 4 open an app page (intent URI in `skipContent`).
+    skip_type: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skip_content: Option<&'a str>,
+    /// -1 any network.
+    network_type: i8,
+    #[serde(skip_serializing_if = "no_pairs")]
+    client_custom_map: &'a BTreeMap<String, String>,
+    request_id: String,
+    classification: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    category: Option<&'a str>,
+    push_mode: u8,
+}
+
+/// Lower-case hex MD5 of `input`.
+fn md5_hex(input: &str) -> String {
+    format!("{:x}", Md5::digest(input.as_bytes()))
+}
+
+/// The auth `sign` (vivo.md §2): lower-case hex MD5 of `appId + appKey + timestamp + appSecret`.
+pub fn sign(app_id: u64, app_key: &str, timestamp_ms: i64, app_secret: &str) -> String {
+    md5_hex(&format!("{app_id}{app_key}{timestamp_ms}{app_secret}"))
+}
+
+/// Width units of `s` as pushd budgets them: ASCII counts 1, everything else 2. vivo counts CJK
+/// as 2; counting every non-ASCII char (emoji, full-width punctuation) as 2 can only err short.
+pub fn width(s: &str) -> usize {
+    s.chars().map(char_width).sum()
+}
+
+fn char_width(c: char) -> usize {
+    if c.is_ascii() {
+        1
+    } else {
+        2
+    }
+}
+
+/// `s` cut to at most `max` width units, with "…" (2 units) where it was cut.
+fn truncate_width(s: &str, max: usize) -> String {
+    if width(s) <= max {
+        return s.to_owned();
+    }
+    let budget = max.saturating_sub(char_width('…'));
+    let mut used = 0;
+    let mut out = String::new();
+    for c in s.chars() {
+        used += char_width(c);
+        if used > budget {
+            break;
+        }
+        out.push(c);
+    }
+    if max >= char_width('…') {
+        out.push('…');
+    }
+    out
+}
+
+/// The `requestId` of one push to one device: the same for every retry (vivo drops a repeated
+/// request), different for every message and device. A UUID-shaped MD5, 36 chars (limit 64).
+fn request_id(push: &VendorPush, token: &Token) -> String {
+    let identity = match push.data.get(crate::render::DATA_MESSAGE) {
+        Some(msg) => msg.clone(),
+        None => format!("{}\n{}\n{:?}", push.title, push.body, push.data),
+    };
+    let h = md5_hex(&format!("{identity}\n{}", token.as_str()));
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// A number that may come as a JSON number or a decimal string.
+fn int(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// The `invalidUser` status reported for `reg_id`: the `invalidUser` object of a send, or an
+/// entry of the `invalidUsers` / `data` list (the SDK reads both). An entry without `userid`
+/// on a single send is about its only target.
+fn invalid_user_status(answer: &Value, reg_id: &str) -> Option<i64> {
+    let names = |e: &Value| e.get("userid").and_then(Value::as_str).is_none_or(|u| u == reg_id);
+    if let Some(one) = answer.get("invalidUser").filter(|v| v.is_object()) {
+        if names(one) {
+            return one.get("status").and_then(int);
+        }
+    }
+    ["invalidUsers", "data"]
+        .iter()
+        .filter_map(|key| answer.get(*key).and_then(Value::as_array))
+        .flatten()
+        .find(|e| e.get("userid").and_then(Value::as_str) == Some(reg_id))
+        .and_then(|e| e.get("status").and_then(int))
+}
+
+/// The outcome of an `invalidUser` status for an accepted request.
+pub fn outcome_for_invalid_user(status: i64) -> Outcome {
+    match status {
+        1 if DEAD_TARGET_STATUSES.contains(&1) => Outcome::InvalidToken { reason: "unknown_reg_id", since: None },
+        2 if DEAD_TARGET_STATUSES.contains(&2) => Outcome::InvalidToken { reason: "unsubscribed", since: None },
+        3 if DEAD_TARGET_STATUSES.contains(&3) => Outcome::InvalidToken { reason: "inactive", since: None },
+        NOT_TEST_DEVICE_STATUS => Outcome::Fatal { reason: "not_test_device" },
+        _ => Outcome::Fatal { reason: "invalid_user" },
+    }
+}
+
+/// The outcome of a `result` code (vivo.md §5).
+pub fn outcome_for_result(result: i64) -> Outcome {
+    let fatal = |reason| Outcome::Fatal { reason };
+    match result {
+        0 => Outcome::Delivered,
+        AUTH_INVALID_RESULT => Outcome::RefreshAuth { reason: "auth_token_invalid" },
+        RATE_LIMITED_RESULT => Outcome::Retry { after: Some(RATE_LIMIT_RETRY_AFTER), reason: "rate_limited" },
+        DAILY_QUOTA_RESULT => Outcome::QuotaExhausted { until: None, reason: "daily_quota" },
+        LIST_QUOTA_RESULT => Outcome::QuotaExhausted { until: None, reason: "list_payload_quota" },
+        10302 => Outcome::InvalidToken { reason: "invalid_reg_id", since: None },
+        10050 => fatal("no_target"),
+        10054 => fatal("invalid_notify_type"),
+        10055 => fatal("title_empty"),
+        10056 => fatal("title_too_long"),
+        10057 => fatal("content_empty"),
+        10058 => fatal("content_too_long"),
+        10059 => fatal("invalid_ttl"),
+        10060..=10064 | 10068 | 10069 => fatal("invalid_skip"),
+        10065 => fatal("invalid_network_type"),
+        10066 => fatal("custom_map_too_many"),
+        10067 => fatal("custom_map_invalid"),
+        10094 => fatal("app_id_mismatch"),
+        10150 => fatal("list_empty"),
+        10151 => fatal("task_id_empty"),
+        10153 | 10154 => fatal("list_size"),
+        10254 => fatal("all_push_limit"),
+        10301 => fatal("alias_too_long"),
+        10305 | 10306 => fatal("callback_too_long"),
+        10352 => fatal("request_id_empty"),
+        10353 => fatal("request_id_too_long"),
+        10471 | 10473 => fatal("statistics_task_ids"),
+        11000 => fatal("invalid_classification"),
+        _ => fatal("unknown"),
+    }
+}
+
+impl Vivo {
+    /// Validates the configuration and derives the URLs.
+    pub fn new(cfg: VivoConfig) -> Result<Vivo, BuildError> {
+        const BAD_ENDPOINT: BuildError = BuildError::Payload("vivo endpoint must be an http(s) base URL");
+        if !matches!(cfg.endpoint.scheme(), "https" | "http") || cfg.endpoint.cannot_be_a_base() {
+            return Err(BAD_ENDPOINT);
+        }
+        let join = |path: &str| -> Result<url::Url, BuildError> {
+            let mut url = cfg.endpoint.clone();
+            url.path_segments_mut().map_err(|_| BAD_ENDPOINT)?.pop_if_empty().extend(path.split('/'));
+            Ok(url)
+        };
+        if cfg.app_key.trim().is_empty() || cfg.app_secret.trim().is_empty() {
+            return Err(BuildError::Signing("vivo appKey and appSecret must not be empty"));
+        }
+        if cfg.classification > 1 || cfg.push_mode > 1 {
+            return Err(BuildError::Payload("vivo classification and push_mode are 0 or 1"));
+        }
+        Ok(Vivo {
+            auth_url: join(AUTH_PATH)?,
+            send_url: join(SEND_PATH)?,
+            app_id: cfg.app_id,
+            // vivo signs the trimmed strings (doc 2.9.2).
+            app_key: cfg.app_key.trim().to_owned(),
+            app_secret: cfg.app_secret.trim().to_owned(),
+            classification: cfg.classification,
+            category: cfg.category,
+            push_mode: cfg.push_mode,
+            skip_content: cfg.skip_content,
+        })
+    }
+
+    fn auth_request(&self, now: Timestamp) -> Result<VendorRequest, BuildError> {
+        let timestamp = now.timestamp_millis();
+        let body = AuthBody {
+            app_id: self.app_id,
+            app_key: &self.app_key,
+            timestamp,
+            sign: sign(self.app_id, &self.app_key, timestamp, &self.app_secret),
+        };
+        let body = serde_json::to_vec(&body).map_err(|_| BuildError::Signing("vivo auth body could not be encoded"))?;
+        Ok(VendorRequest {
+            method: Method::POST,
+            url: self.auth_url.clone(),
+            headers: json_headers(),
+            body: body.into(),
+        })
+    }
+
+    fn send_body<'a>(&'a self, push: &'a VendorPush, token: &'a Token) -> Result<SendBody<'a>, BuildError> {
+        if push.push_type == PushType::Silent {
+            return Err(BuildError::Payload("vivo has no silent (pass-through) pushes"));
+        }
+        if push.title.is_empty() || push.body.is_empty() {
+            return Err(BuildError::Payload("vivo requires a title and a content"));
+        }
+        let pairs = push.data.len();
+        let chars: usize = push.data.iter().map(|(k, v)| k.chars().count() + v.chars().count()).sum();
+        if pairs > CUSTOM_MAP_MAX_PAIRS || chars > CUSTOM_MAP_MAX_CHARS {
+            return Err(BuildError::Payload("vivo clientCustomMap takes at most 10 pairs and 1024 chars"));
+        }
+        let ring = push.sound.is_some() || push.push_type == PushType::Voip;
+        Ok(SendBody {
+            reg_id: token.as_str(),
+            notify_type: if ring { 4 } else { 1 },
+            title: truncate_width(&push.title, TITLE_MAX_WIDTH),
+            content: truncate_width(&push.body, CONTENT_MAX_WIDTH),
+            time_to_live: push.ttl.map(|t| t.as_secs().clamp(TTL_RANGE_SECS.0, TTL_RANGE_SECS.1)),
+            skip_type: if self.skip_content.is_some() { 4 } else { 1 },
+            skip_content: self.skip_content.as_deref(),
+            network_type: -1,
+            client_custom_map: &push.data,
+            request_id: request_id(push, token),
+            classification: self.classification,
+            category: self.category.as_deref(),
+            push_mode: self.push_mode,
+        })
+    }
+}
+
+fn json_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=UTF-8"));
+    headers
+}
+
+/// `{result, desc, …}`; `result` may come as a number or a string.
+fn parse_answer(body: &[u8]) -> Option<(i64, Value)> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let result = int(v.get("result")?)?;
+    Some((result, v))
+}
+
+impl Vendor for Vivo {
+    fn kind(&self) -> VendorKind {
+        VendorKind::Vivo
+    }
+
+    fn auth_plan(&self, now: Timestamp) -> AuthPlan {
+        AuthPlan::Remote(self.auth_request(now))
+    }
+
+    fn parse_auth(&self, status: StatusCode, body: &[u8], now: Timestamp) -> Result<AuthToken, Outcome> {
+        if status != StatusCode::OK {
+            return Err(Outcome::Retry { after: None, reason: "auth_unavailable" });
+        }
+        let Some((result, answer)) = parse_answer(body) else {
+            return Err(Outcome::Retry { after: None, reason: "auth_bad_answer" });
+        };
+        match result {
+            0 => {
+                let token = answer.get("authToken").and_then(Value::as_str).unwrap_or_default();
+                if token.is_empty() {
+                    return Err(Outcome::Retry { after: None, reason: "auth_bad_answer" });
+                }
+                Ok(AuthToken { value: token.to_owned(), refresh_at: now + AUTH_REFRESH_AFTER })
+            }
+            RATE_LIMITED_RESULT => {
+                Err(Outcome::Retry { after: Some(RATE_LIMIT_RETRY_AFTER), reason: "auth_rate_limited" })
+            }
+            // 102xx: a missing or invalid appId, appKey, timestamp or sign.
+            _ => Err(Outcome::Fatal { reason: "auth_rejected" }),
+        }
+    }
+
+    /// The content in width units: what the render layer may shorten. The title is cut to
+    /// [`TITLE_MAX_WIDTH`] when the request is built.
+    fn payload_limit(&self, _push: &VendorPush) -> usize {
+        CONTENT_MAX_WIDTH
+    }
+
+    fn payload_size(&self, push: &VendorPush) -> usize {
+        width(&push.body)
+    }
+
+    fn request(
+        &self,
+        push: &VendorPush,
+        tokens: &[Token],
+        auth: Option<&AuthToken>,
+        _now: Timestamp,
+    ) -> Result<VendorRequest, BuildError> {
+        let [token] = tokens else {
+            return Err(BuildError::Payload("vivo /message/send takes exactly one regId"));
+        };
+        let auth = auth.ok_or(BuildError::Signing("vivo sends need an authToken"))?;
+        let body = serde_json::to_vec(&self.send_body(push, token)?)
+            .map_err(|_| BuildError::Payload("vivo message could not be encoded"))?;
+        let mut headers = json_headers();
+        let value = HeaderValue::from_str(&auth.value)
+            .map_err(|_| BuildError::Signing("vivo authToken is not a valid header value"))?;
+        headers.insert(HeaderName::from_static(AUTH_HEADER), value);
+        Ok(VendorRequest { method: Method::POST, url: self.send_url.clone(), headers, body: Bytes::from(body) })
+    }
+
+    fn classify(&self, tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
+        let outcome = |token: &Token| -> Outcome {
+            if status != StatusCode::OK {
+                let reason = if status.is_server_error() { "http_5xx" } else { "http_status" };
+                return Outcome::Retry { after: retry_after(headers), reason };
+            }
+            let Some((result, answer)) = parse_answer(body) else {
+                return Outcome::Retry { after: None, reason: "bad_answer" };
+            };
+            if result != 0 {
+                return outcome_for_result(result);
+            }
+            match invalid_user_status(&answer, token.as_str()) {
+                Some(status) => outcome_for_invalid_user(status),
+                None => Outcome::Delivered,
+            }
+        };
+        tokens.iter().map(outcome).collect()
+    }
+}
+
+/// The `[credentials.<name>]` fields of a vivo credential.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VivoCredential {
+    /// appId from the vivo console (an integer).
+    app_id: u64,
+    /// appKey from the vivo console.
+    app_key: String,
+    /// appSecret from the vivo console.
+    app_secret: String,
+    /// Base URL; default `https://api-push.vivo.com.cn`.
+    endpoint: Option<String>,
+    /// 0 operation, 1 system (default).
+    classification: Option<u8>,
+    /// Default `"IM"`; `""` omits it.
+    category: Option<String>,
+    /// 0 live (default), 1 test.
+    push_mode: Option<u8>,
+    /// Intent URI to open instead of the app's home.
+    skip_content: Option<String>,
+}
+
+/// Builds the vivo vendor from its credential table.
+pub fn from_config(table: &toml::Table, ctx: &CredentialContext<'_>) -> Result<VendorBuild, Vec<Problem>> {
+    let c: VivoCredential = fields(table)?;
+    let mut problems = Vec::new();
+    let endpoint =
+        ctx.url("endpoint", c.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT)).map_err(|p| problems.push(p)).ok();
+    if c.app_key.trim().is_empty() {
+        problems.push(Problem::new("app_key", "must not be empty"));
+    }
+    if c.app_secret.trim().is_empty() {
+        problems.push(Problem::new("app_secret", "must not be empty"));
+    }
+    let classification = c.classification.unwrap_or(DEFAULT_CLASSIFICATION);
+    if classification > 1 {
+        problems.push(Problem::new("classification", format!("{classification} is not 0 or 1")));
+    }
+    let push_mode = c.push_mode.unwrap_or(0);
+    if push_mode > 1 {
+        problems.push(Problem::new("push_mode", format!("{push_mode} is not 0 or 1")));
+    }
+    if let Some(skip) = &c.skip_content {
+        if skip.is_empty() || skip.chars().count() > 1024 {
+            problems.push(Problem::new("skip_content", "must be an intent URI of 1 to 1024 chars"));
+        }
+    }
+    let category = match c.category {
+        None => Some(DEFAULT_CATEGORY.to_owned()),
+        Some(s) if s.is_empty() => None,
+        Some(s) => Some(s),
+    };
+    let (Some(endpoint), true) = (endpoint, problems.is_empty()) else {
+        return Err(problems);
+    };
+    let cfg = VivoConfig {
+        endpoint,
+        app_id: c.app_id,
+        app_key: c.app_key,
+        app_secret: c.app_secret,
+        classification,
+        category,
+        push_mode,
+        skip_content: c.skip_content,
+    };
+    let vivo = Vivo::new(cfg).map_err(|e| vec![Problem::new("endpoint", e.to_string())])?;
+    Ok(VendorBuild::https(vivo))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::provider::Priority;
+
+    const APP_ID: u64 = 10004;
+    const APP_KEY: &str = "25509283-3767-4b9e-83fe-b6e55ac6b123";
+    const APP_SECRET: &str = "scrt-7f3a-4c21-9e0d-demo";
+    const REG_ID: &str = "15580731370251120044391";
+
+    fn at_ms(ms: i64) -> Timestamp {
+        chrono::DateTime::from_timestamp_millis(ms).expect("valid timestamp")
+    }
+
+    fn config() -> VivoConfig {
+        VivoConfig {
+            endpoint: url::Url::parse(DEFAULT_ENDPOINT).expect("url"),
+            app_id: APP_ID,
+            app_key: APP_KEY.into(),
+            app_secret: APP_SECRET.into(),
+            classification: 1,
+            category: Some("IM".into()),
+            push_mode: 0,
+            skip_content: None,
+        }
+    }
+
+    fn vivo() -> Vivo {
+        Vivo::new(config()).expect("valid config")
+    }
+
+    fn push() -> VendorPush {
+        VendorPush {
+            push_type: PushType::Alert,
+            title: "Alice".into(),
+            body: "See you at 6?".into(),
+            badge: Some(2),
+            sound: Some("default".into()),
+            priority: Priority::High,
+            collapse_id: None,
+            ttl: Some(Duration::from_secs(86_400)),
+            created_at: at_ms(1_700_000_000_000),
+            thread_id: Some("c42".into()),
+            data: BTreeMap::from([
+                ("conv".to_owned(), "c42".to_owned()),
+                ("msg".to_owned(), "7f3c".to_owned()),
+                ("sender".to_owned(), "alice".to_owned()),
+            ]),
+        }
+    }
+
+    fn auth() -> AuthToken {
+        AuthToken { value: "1f0e7f0c-5a1d-4f6b-9c3e-0d2b7a9e4c11".into(), refresh_at: at_ms(1_700_003_600_000) }
+    }
+
+    fn token(s: &str) -> Token {
+        Token::from_trusted(s.to_owned())
+    }
+
+    #[test]
+    fn the_signature_matches_the_worked_example_of_the_doc() {
+        assert_eq!(sign(APP_ID, APP_KEY, 1_700_000_000_000, APP_SECRET), "af3137e433ea475e1150670d51f93e30");
+    }
+
+    #[test]
+    fn the_auth_request_is_signed_json_with_an_integer_app_id() {
+        let AuthPlan::Remote(Ok(r)) = vivo().auth_plan(at_ms(1_700_000_000_000)) else {
+            panic!("vivo fetches its token");
+        };
+        assert_eq!(r.method, Method::POST);
+        assert_eq!(r.url.as_str(), "https://api-push.vivo.com.cn/message/auth");
+        assert_eq!(r.headers[CONTENT_TYPE], "application/json;charset=UTF-8");
+        let body: Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(
+            body,
+            json!({
+                "appId": 10004,
+                "appKey": APP_KEY,
+                "timestamp": 1_700_000_000_000_i64,
+                "sign": "af3137e433ea475e1150670d51f93e30"
+            })
+        );
+    }
+
+    #[test]
+    fn the_auth_token_is_read_and_refreshed_after_an_hour() {
+        let now = at_ms(1_700_000_000_000);
+        let body = r#"{"result":0,"desc":"请求成功","authToken":"24ojds98fu3jqrioeu982134jieds9fq43u09uaf"}"#;
+        let token = vivo().parse_auth(StatusCode::OK, body.as_bytes(), now).expect("token");
+        assert_eq!(token.value, "24ojds98fu3jqrioeu982134jieds9fq43u09uaf");
+        assert_eq!(token.refresh_at, now + chrono::Duration::hours(1));
+    }
+
+    #[test]
+    fn auth_errors_are_fatal_except_rate_limits_and_server_trouble() {
+        let v = vivo();
+        let cases: &[(u16, &str, Outcome)] = &[
+            (200, r#"{"result":10200,"desc":"appId不能为空"}"#, Outcome::Fatal { reason: "auth_rejected" }),
+            (200, r#"{"result":10206,"desc":"sign不合法"}"#, Outcome::Fatal { reason: "auth_rejected" }),
+            (
+                200,
+                r#"{"result":10071,"desc":"超过频率限制"}"#,
+                Outcome::Retry { after: Some(Duration::from_secs(1)), reason: "auth_rate_limited" },
+            ),
+            (200, r#"{"result":0,"desc":"ok"}"#, Outcome::Retry { after: None, reason: "auth_bad_answer" }),
+            (500, "Internet server error!", Outcome::Retry { after: None, reason: "auth_unavailable" }),
+        ];
+        for (status, body, expected) in cases {
+            let status = StatusCode::from_u16(*status).expect("status");
+            assert_eq!(&v.parse_auth(status, body.as_bytes(), at_ms(0)).expect_err("error"), expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_send_carries_the_token_header_the_system_im_class_and_the_deep_link_data() {
+        let r = vivo().request(&push(), &[token(REG_ID)], Some(&auth()), at_ms(0)).expect("request");
+        assert_eq!(r.method, Method::POST);
+        assert_eq!(r.url.as_str(), "https://api-push.vivo.com.cn/message/send");
+        assert_eq!(r.headers["authToken"], "1f0e7f0c-5a1d-4f6b-9c3e-0d2b7a9e4c11");
+        assert_eq!(r.headers[CONTENT_TYPE], "application/json;charset=UTF-8");
+        let body: Value = serde_json::from_slice(&r.body).expect("json");
+        let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+        assert_eq!(
+            body,
+            json!({
+                "regId": REG_ID,
+                "notifyType": 4,
+                "title": "Alice",
+                "content": "See you at 6?",
+                "timeToLive": 86400,
+                "skipType": 1,
+                "networkType": -1,
+                "clientCustomMap": { "conv": "c42", "msg": "7f3c", "sender": "alice" },
+                "requestId": request_id,
+                "classification": 1,
+                "category": "IM",
+                "pushMode": 0
+            })
+        );
+        assert_eq!(request_id.len(), 36);
+    }
+
+    #[test]
+    fn the_request_id_is_stable_per_message_and_device_and_differs_otherwise() {
+        let v = vivo();
+        let id = |p: &VendorPush, t: &str| v.send_body(p, &token(t)).expect("body").request_id;
+        let a = id(&push(), REG_ID);
+        assert_eq!(id(&push(), REG_ID), a);
+        assert_ne!(id(&push(), "15580731370251120044392"), a);
+        let mut other = push();
+        other.data.insert("msg".into(), "8a01".into());
+        assert_ne!(id(&other, REG_ID), a);
+    }
+
+    #[test]
+    fn titles_and_contents_are_measured_in_width_units_with_cjk_as_two() {
+        assert_eq!(width("ab"), 2);
+        assert_eq!(width("你好"), 4);
+        assert_eq!(width("a你"), 3);
+        let v = vivo();
+        let mut p = push();
+        p.title = "群".repeat(30);
+        p.body = "你好".into();
+        let t = token(REG_ID);
+        let body = v.send_body(&p, &t).expect("body");
+        assert_eq!(width(&body.title), 40);
+        assert!(body.title.ends_with('…'));
+        assert_eq!(body.title.chars().count(), 20);
+        assert_eq!(v.payload_size(&p), 4);
+        assert_eq!(v.payload_limit(&p), 100);
+        assert_eq!(truncate_width("abcdef", 5), "abc…");
+        assert_eq!(truncate_width("abc", 3), "abc");
+    }
+
+    #[test]
+    fn ttl_is_clamped_to_what_a_single_send_accepts() {
+        let v = vivo();
+        let ttl = |secs: u64| {
+            let mut p = push();
+            p.ttl = Some(Duration::from_secs(secs));
+            v.send_body(&p, &token(REG_ID)).expect("body").time_to_live
+        };
+        assert_eq!(ttl(10), Some(60));
+        assert_eq!(ttl(3600), Some(3600));
+        assert_eq!(ttl(30 * 86_400), Some(604_800));
+        let mut p = push();
+        p.ttl = None;
+        assert_eq!(v.send_body(&p, &token(REG_ID)).expect("body").time_to_live, None);
+    }
+
+    #[test]
+    fn configured_class_test_mode_and_skip_content_are_sent() {
+        let mut cfg = config();
+        cfg.classification = 0;
+        cfg.category = None;
+        cfg.push_mode = 1;
+        cfg.skip_content = Some("intent://chat#Intent;scheme=im;end".into());
+        let v = Vivo::new(cfg).expect("valid");
+        let body = serde_json::to_value(v.send_body(&push(), &token(REG_ID)).expect("body")).expect("json");
+        assert_eq!(body["classification"], 0);
+        assert!(body.get("category").is_none());
+        assert_eq!(body["pushMode"], 1);
+        assert_eq!(body["skipType"], 4);
+        assert_eq!(body["skipContent"], "intent://chat#Intent;scheme=im;end");
+    }
+
+    #[test]
+    fn unsendable_pushes_are_build_errors() {
+        let v = vivo();
+        let t = [token(REG_ID)];
+        let mut silent = push();
+        silent.push_type = PushType::Silent;
+        assert!(matches!(v.request(&silent, &t, Some(&auth()), at_ms(0)), Err(BuildError::Payload(_))));
+        let mut many = push();
+        for i in 0..8 {
+            many.data.insert(format!("k{i}"), "v".into());
+        }
+        assert!(matches!(v.request(&many, &t, Some(&auth()), at_ms(0)), Err(BuildError::Payload(_))));
+        let two = [token(REG_ID), token("15580731370251120044392")];
+        assert!(matches!(v.request(&push(), &two, Some(&auth()), at_ms(0)), Err(BuildError::Payload(_))));
+        assert!(matches!(v.request(&push(), &t, None, at_ms(0)), Err(BuildError::Signing(_))));
+        assert_eq!(v.max_batch(), 1);
+        assert_eq!(v.batch_key(&push()), None);
+    }
+
+    fn answer(status: u16, body: &str) -> Outcome {
+        let status = StatusCode::from_u16(status).expect("status");
+        let mut out = vivo().classify(&[token(REG_ID)], status, &HeaderMap::new(), body.as_bytes());
+        assert_eq!(out.len(), 1);
+        out.remove(0)
+    }
+
+    #[test]
+    fn every_row_of_the_vivo_answer_table_maps_to_its_outcome() {
+        use Outcome::*;
+        let rows: Vec<(i64, Outcome)> = vec![
+            (0, Delivered),
+            (10000, RefreshAuth { reason: "auth_token_invalid" }),
+            (10050, Fatal { reason: "no_target" }),
+            (10054, Fatal { reason: "invalid_notify_type" }),
+            (10055, Fatal { reason: "title_empty" }),
+            (10056, Fatal { reason: "title_too_long" }),
+            (10057, Fatal { reason: "content_empty" }),
+            (10058, Fatal { reason: "content_too_long" }),
+            (10059, Fatal { reason: "invalid_ttl" }),
+            (10060, Fatal { reason: "invalid_skip" }),
+            (10064, Fatal { reason: "invalid_skip" }),
+            (10068, Fatal { reason: "invalid_skip" }),
+            (10069, Fatal { reason: "invalid_skip" }),
+            (10065, Fatal { reason: "invalid_network_type" }),
+            (10066, Fatal { reason: "custom_map_too_many" }),
+            (10067, Fatal { reason: "custom_map_invalid" }),
+            (10070, QuotaExhausted { until: None, reason: "daily_quota" }),
+            (10071, Retry { after: Some(Duration::from_secs(1)), reason: "rate_limited" }),
+            (10094, Fatal { reason: "app_id_mismatch" }),
+            (10150, Fatal { reason: "list_empty" }),
+            (10151, Fatal { reason: "task_id_empty" }),
+            (10153, Fatal { reason: "list_size" }),
+            (10154, Fatal { reason: "list_size" }),
+            (10252, QuotaExhausted { until: None, reason: "list_payload_quota" }),
+            (10254, Fatal { reason: "all_push_limit" }),
+            (10301, Fatal { reason: "alias_too_long" }),
+            (10302, InvalidToken { reason: "invalid_reg_id", since: None }),
+            (10305, Fatal { reason: "callback_too_long" }),
+            (10306, Fatal { reason: "callback_too_long" }),
+            (10352, Fatal { reason: "request_id_empty" }),
+            (10353, Fatal { reason: "request_id_too_long" }),
+            (10471, Fatal { reason: "statistics_task_ids" }),
+            (10473, Fatal { reason: "statistics_task_ids" }),
+            (11000, Fatal { reason: "invalid_classification" }),
+            (10999, Fatal { reason: "unknown" }),
+        ];
+        for (result, expected) in rows {
+            let body = json!({ "result": result, "desc": "recorded" }).to_string();
+            assert_eq!(answer(200, &body), expected, "result {result}");
+        }
+    }
+
+    #[test]
+    fn recorded_send_answers_of_the_doc_are_classified() {
+        assert_eq!(answer(200, r#"{"result":0,"desc":"请求成功","taskId":"123456"}"#), Outcome::Delivered);
+        let dead = |status: i64| {
+            json!({ "result": 0, "desc": "请求成功", "taskId": "1", "invalidUser": { "status": status, "userid": REG_ID } })
+                .to_string()
+        };
+        assert_eq!(answer(200, &dead(1)), Outcome::InvalidToken { reason: "unknown_reg_id", since: None });
+        assert_eq!(answer(200, &dead(2)), Outcome::InvalidToken { reason: "unsubscribed", since: None });
+        assert_eq!(answer(200, &dead(3)), Outcome::InvalidToken { reason: "inactive", since: None });
+        assert_eq!(answer(200, &dead(4)), Outcome::Fatal { reason: "not_test_device" });
+        assert_eq!(answer(200, &dead(9)), Outcome::Fatal { reason: "invalid_user" });
+        // An invalidUser naming another regId is not about this one.
+        let other = r#"{"result":0,"desc":"ok","invalidUser":{"status":1,"userid":"99999999999999999999999"}}"#;
+        assert_eq!(answer(200, other), Outcome::Delivered);
+        // The list form (pushToList) is read too.
+        let list = json!({ "result": 0, "invalidUsers": [{ "status": 2, "userid": REG_ID }] }).to_string();
+        assert_eq!(answer(200, &list), Outcome::InvalidToken { reason: "unsubscribed", since: None });
+        assert_eq!(
+            answer(200, r#"{"result":"10070","desc":"发送总量超出限制"}"#),
+            Outcome::QuotaExhausted { until: None, reason: "daily_quota" }
+        );
+    }
+
+    #[test]
+    fn server_errors_and_unreadable_answers_are_retried() {
+        assert_eq!(answer(500, "Internet server error!"), Outcome::Retry { after: None, reason: "http_5xx" });
+        assert_eq!(answer(404, ""), Outcome::Retry { after: None, reason: "http_status" });
+        for body in ["", "{", r#"{"desc":"no result"}"#] {
+            assert_eq!(answer(200, body), Outcome::Retry { after: None, reason: "bad_answer" }, "{body}");
+        }
+    }
+
+    #[test]
+    fn the_app_secret_never_shows_in_debug() {
+        assert!(!format!("{:?}", vivo()).contains(APP_SECRET));
+        assert!(!format!("{:?}", config()).contains(APP_SECRET));
+    }
+
+    fn build(extra: &str) -> Result<VendorBuild, Vec<Problem>> {
+        let text = format!("app_id = {APP_ID}\napp_key = \"{APP_KEY}\"\napp_secret = \"{APP_SECRET}\"\n{extra}");
+        let table: toml::Table = text.parse().expect("toml");
+        let dir = std::env::temp_dir();
+        from_config(&table, &CredentialContext { name: "test-vivo", data_dir: &dir })
+    }
+
+    #[test]
+    fn config_defaults_to_system_im_messages_on_the_vivo_host() {
+        let built = build("").expect("builds");
+        let r = built.vendor.request(&push(), &[token(REG_ID)], Some(&auth()), at_ms(0)).expect("request");
+        assert!(r.url.as_str().starts_with("https://api-push.vivo.com.cn/"));
+        let body: Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!((body["classification"].as_u64(), body["category"].as_str()), (Some(1), Some("IM")));
+        assert_eq!(body["pushMode"], 0);
+    }
+
+    #[test]
+    fn config_problems_name_their_field_and_never_the_secret() {
+        let problems =
+            |extra: &str| build(extra).err().expect("refused").into_iter().map(|p| p.field).collect::<Vec<_>>();
+        assert_eq!(problems("classification = 2"), vec!["classification"]);
+        assert_eq!(problems("push_mode = 3"), vec!["push_mode"]);
+        assert_eq!(problems("endpoint = \"nope\""), vec!["endpoint"]);
+        assert_eq!(problems("badge = 1"), vec!["badge"]);
+        let text: toml::Table = "app_id = \"x\"\napp_key = \"k\"\napp_secret = \"s\"".parse().expect("toml");
+        let dir = std::env::temp_dir();
+        let err = from_config(&text, &CredentialContext { name: "x", data_dir: &dir }).err().expect("refused");
+        assert!(!format!("{err:?}").contains(APP_SECRET));
+        assert!(!format!("{:?}", build("classification = 2").err()).contains(APP_SECRET));
+    }
 }

@@ -198,9 +198,11 @@ impl Session {
             metrics::counter!(m::DECISIONS, "verdict" => label).increment(1);
             let existing = entry.devices.iter().position(|t| t.device == d.device.as_str());
             // A device already pushed keeps its `push` trace: re-deciding it (as `duplicate`)
-            // would hide from "why didn't my phone ring?" that it did.
+            // would hide from "why didn't my phone ring?" that it did. A `Push` verdict means it
+            // was not pushed after all (a replay after a crash, before the vendor's answer was
+            // recorded): that one is pushed again, and its trace replaced.
             if let Some(i) = existing {
-                if entry.devices[i].push.is_some() {
+                if entry.devices[i].push.is_some() && d.verdict != Verdict::Push {
                     continue;
                 }
             }
