@@ -7,8 +7,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::clock::SystemClock;
+use crate::config::raw::RawConfig;
 use crate::config::Settings;
-use crate::mock_vendor::{serve_control, ControlHandle, MockApns, MockApnsConfig, MockFcm, MockFcmConfig, MockTls};
+use crate::mock_vendor::honor::{MockHonor, MockHonorConfig};
+use crate::mock_vendor::huawei::{MockHuawei, MockHuaweiConfig};
+use crate::mock_vendor::meizu::{MockMeizu, MockMeizuConfig};
+use crate::mock_vendor::oppo::{MockOppo, MockOppoConfig};
+use crate::mock_vendor::vivo::{MockVivo, MockVivoConfig};
+use crate::mock_vendor::xiaomi::{MockXiaomi, MockXiaomiConfig};
+use crate::mock_vendor::{
+    serve_mocks, ControlHandle, MockApns, MockApnsConfig, MockFcm, MockFcmConfig, MockServer, MockTls,
+};
 
 const APNS_KEY: &str = include_str!("../config/demo/apns-demo-key.p8");
 const APNS_PUB: &str = include_str!("../config/demo/apns-demo-key.pub.pem");
@@ -19,6 +28,12 @@ const FCM_PUB: &str = include_str!("../config/demo/fcm-demo-key.pub.pem");
 pub struct DemoMocks {
     pub apns: MockApns,
     pub fcm: MockFcm,
+    pub huawei: MockHuawei,
+    pub honor: MockHonor,
+    pub xiaomi: MockXiaomi,
+    pub oppo: MockOppo,
+    pub vivo: MockVivo,
+    pub meizu: MockMeizu,
     pub control: SocketAddr,
     _control: ControlHandle,
 }
@@ -27,10 +42,23 @@ fn addr(what: &str, s: &str) -> anyhow::Result<SocketAddr> {
     s.parse().map_err(|_| anyhow::anyhow!("{what}: {s:?} is not an address like 127.0.0.1:8443"))
 }
 
-/// Writes the CA and demo keys to `data_dir` and starts mock APNs, mock FCM and the
-/// inspection endpoint on the given addresses.
-pub async fn start_mocks(data_dir: &str, apns: &str, fcm: &str, control: &str) -> anyhow::Result<DemoMocks> {
-    let dir = Path::new(data_dir);
+/// A string field of a demo credential (its secrets live in config/demo.toml, once).
+fn field(raw: &RawConfig, credential: &str, name: &str) -> anyhow::Result<String> {
+    let value = raw
+        .credentials
+        .get(credential)
+        .and_then(|c| c.vendor_fields.get(name))
+        .ok_or_else(|| anyhow::anyhow!("credentials.{credential}.{name}: missing from the demo config"))?;
+    Ok(match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+/// Writes the CA and demo keys to `data_dir` and starts the eight mock vendors (APNs and FCM on
+/// the given addresses, the Android ones on free loopback ports) and the inspection endpoint.
+pub async fn start_mocks(raw: &RawConfig, apns: &str, fcm: &str, control: &str) -> anyhow::Result<DemoMocks> {
+    let dir = Path::new(&raw.data_dir);
     std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("data_dir {}: {e}", dir.display()))?;
     let tls = Arc::new(MockTls::generate()?);
     std::fs::write(dir.join("mock-ca.pem"), &tls.ca_pem)?;
@@ -50,14 +78,55 @@ pub async fn start_mocks(data_dir: &str, apns: &str, fcm: &str, control: &str) -
         FCM_PUB,
     );
     f.addr = addr("--mock-fcm", fcm)?;
-    f.tls = Some(tls);
+    f.tls = Some(tls.clone());
     f.clock = Arc::new(SystemClock);
     let fcm = MockFcm::start(f).await.map_err(|e| anyhow::anyhow!("mock FCM on {fcm}: {e}"))?;
 
-    let (control, handle) = serve_control(addr("--mock-control", control)?, Some(apns.clone()), Some(fcm.clone()))
+    let clock: crate::clock::SharedClock = Arc::new(SystemClock);
+    let mut c =
+        MockHuaweiConfig::new(field(raw, "demo-huawei", "app_id")?, field(raw, "demo-huawei", "client_secret")?);
+    (c.tls, c.clock) = (Some(tls.clone()), clock.clone());
+    let huawei = MockHuawei::start(c).await?;
+    let mut c = MockHonorConfig::new(
+        field(raw, "demo-honor", "app_id")?,
+        field(raw, "demo-honor", "client_id")?,
+        field(raw, "demo-honor", "client_secret")?,
+    );
+    (c.tls, c.clock) = (Some(tls.clone()), clock.clone());
+    let honor = MockHonor::start(c).await?;
+    let mut c = MockXiaomiConfig::new(
+        field(raw, "demo-xiaomi", "app_secret")?,
+        field(raw, "demo-xiaomi", "package_name")?,
+        field(raw, "demo-xiaomi", "channel_id")?,
+    );
+    (c.tls, c.clock) = (Some(tls.clone()), clock.clone());
+    let xiaomi = MockXiaomi::start(c).await?;
+    let mut c = MockOppoConfig::new(field(raw, "demo-oppo", "app_key")?, field(raw, "demo-oppo", "master_secret")?);
+    (c.tls, c.clock) = (Some(tls.clone()), clock.clone());
+    let oppo = MockOppo::start(c).await?;
+    let vivo_id: u64 = field(raw, "demo-vivo", "app_id")?.parse()?;
+    let mut c =
+        MockVivoConfig::new(vivo_id, field(raw, "demo-vivo", "app_key")?, field(raw, "demo-vivo", "app_secret")?);
+    (c.tls, c.clock) = (Some(tls.clone()), clock.clone());
+    let vivo = MockVivo::start(c).await?;
+    let mut c = MockMeizuConfig::new(field(raw, "demo-meizu", "app_id")?, field(raw, "demo-meizu", "app_secret")?);
+    (c.tls, c.clock) = (Some(tls), clock);
+    let meizu = MockMeizu::start(c).await?;
+
+    let all: Vec<MockServer> = vec![
+        apns.clone().into(),
+        fcm.clone().into(),
+        huawei.clone().into(),
+        honor.clone().into(),
+        xiaomi.clone().into(),
+        oppo.clone().into(),
+        vivo.clone().into(),
+        meizu.clone().into(),
+    ];
+    let (control, handle) = serve_mocks(addr("--mock-control", control)?, all)
         .await
         .map_err(|e| anyhow::anyhow!("mock control on {control}: {e}"))?;
-    Ok(DemoMocks { apns, fcm, control, _control: handle })
+    Ok(DemoMocks { apns, fcm, huawei, honor, xiaomi, oppo, vivo, meizu, control, _control: handle })
 }
 
 impl DemoMocks {
@@ -68,6 +137,14 @@ impl DemoMocks {
             .set(&["credentials", "demo-apns", "endpoint"], s(self.apns.url().to_string()))
             .set(&["credentials", "demo-fcm", "endpoint"], s(self.fcm.url().to_string()))
             .set(&["credentials", "demo-fcm", "token_uri"], s(format!("{}token", self.fcm.url())))
+            .set(&["credentials", "demo-huawei", "token_url"], s(self.huawei.token_url().to_string()))
+            .set(&["credentials", "demo-huawei", "send_url"], s(self.huawei.url().to_string()))
+            .set(&["credentials", "demo-honor", "token_url"], s(self.honor.token_url().to_string()))
+            .set(&["credentials", "demo-honor", "send_url"], s(self.honor.url().to_string()))
+            .set(&["credentials", "demo-xiaomi", "endpoint"], s(self.xiaomi.url().to_string()))
+            .set(&["credentials", "demo-oppo", "endpoint"], s(self.oppo.url().to_string()))
+            .set(&["credentials", "demo-vivo", "endpoint"], s(self.vivo.url().to_string()))
+            .set(&["credentials", "demo-meizu", "endpoint"], s(self.meizu.url().to_string()))
     }
 
     /// Tells the person running the demo where everything is.
@@ -77,6 +154,7 @@ impl DemoMocks {
         println!("  operator      http://{}/metrics", settings.listen.operator);
         println!("  mock APNs     {}   credential demo-apns", self.apns.url());
         println!("  mock FCM      {}   credential demo-fcm", self.fcm.url());
-        println!("  what the mocks received: curl http://{}/mock/apns/received", self.control);
+        println!("  mock Huawei, Honor, Xiaomi, OPPO, vivo, Meizu on loopback: credentials demo-huawei … demo-meizu");
+        println!("  what the mocks received: curl http://{}/mock/<vendor>/received", self.control);
     }
 }

@@ -141,7 +141,7 @@ fn main() -> anyhow::Result<()> {
             let raw = loader.raw()?;
             init_tracing(&raw.log);
             actix_rt::System::new().block_on(async move {
-                let mocks = pushd::demo::start_mocks(&raw.data_dir, &mock_apns, &mock_fcm, &mock_control).await?;
+                let mocks = pushd::demo::start_mocks(&raw, &mock_apns, &mock_fcm, &mock_control).await?;
                 let settings = mocks.apply(loader).settings()?;
                 mocks.print_banner(&settings);
                 serve(settings, addresses.ready_file).await

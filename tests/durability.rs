@@ -158,7 +158,7 @@ fn child_config(env: &TestEnv, apns_url: &str) -> PathBuf {
 fn start_child(config: &Path, dir: &Path) -> Child_ {
     let ready = dir.join("ready.json");
     let _ = std::fs::remove_file(&ready);
-    let child = Command::new(env!("CARGO_BIN_EXE_pushd"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pushd"))
         .args(["serve", "--config"])
         .arg(config)
         .arg("--ready-file")
@@ -180,6 +180,8 @@ fn start_child(config: &Path, dir: &Path) -> Child_ {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("pushd did not become ready in 30 s");
 }
 

@@ -55,6 +55,66 @@ impl TestEnv {
     }
 }
 
+/// The test daemon's config: loopback mocks at `apns_url`/`fcm_url` trusted through `ca_path`,
+/// short retries, the in-memory store unless `PUSHD_TEST_STORE=embedded`.
+pub fn daemon_config(
+    dir: &tempfile::TempDir,
+    ca_path: &std::path::Path,
+    identity_path: &std::path::Path,
+    apns_url: &str,
+    fcm_url: &str,
+) -> String {
+    format!(
+        r#"
+            data_dir = "{dir}"
+            [store]
+            kind = "{store_kind}"
+            [api]
+            keys = ["{API_KEY}"]
+            max_body_bytes = 65536
+            max_message_batch = 10
+            [policy]
+            ack_timeout_ms = 300
+            [sessions]
+            idle_passivate_ms = 600000
+            [delivery]
+            max_attempts = 3
+            backoff_base_ms = 20
+            backoff_max_ms = 200
+            deadline_ms = 5000
+            request_timeout_ms = 3000
+            [credentials.test-apns]
+            vendor = "apns"
+            endpoint = "{apns_url}"
+            extra_roots = ["{ca}"]
+            topic = "com.example.im"
+            key_file = "{apns_key}"
+            key_id = "KEY1234567"
+            team_id = "TEAM123456"
+            [credentials.test-apns-cert]
+            vendor = "apns"
+            endpoint = "{apns_url}"
+            extra_roots = ["{ca}"]
+            topic = "com.example.im"
+            certificate_file = "{identity}"
+            [credentials.test-fcm]
+            vendor = "fcm"
+            endpoint = "{fcm_url}"
+            extra_roots = ["{ca}"]
+            service_account_file = "{fcm_sa}"
+            token_uri = "{fcm_url}token"
+            "#,
+        dir = dir.path().display(),
+        ca = ca_path.display(),
+        // The suite runs on the in-memory store; PUSHD_TEST_STORE=embedded runs it all on
+        // the persistent one (tests/durability.rs always uses it).
+        store_kind = std::env::var("PUSHD_TEST_STORE").unwrap_or_else(|_| "memory".into()),
+        identity = identity_path.display(),
+        apns_key = demo_file("apns-demo-key.p8"),
+        fcm_sa = demo_file("fcm-service-account.json"),
+    )
+}
+
 /// A running daemon with its mocks.
 pub struct TestDaemon {
     pub running: Running,
@@ -64,6 +124,9 @@ pub struct TestDaemon {
     pub http: reqwest::Client,
     pub base: String,
     pub operator: String,
+    extra: String,
+    tls: Arc<MockTls>,
+    ca_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -126,57 +189,7 @@ impl TestDaemon {
         let identity_path = dir.path().join("apns-cert.pem");
         std::fs::write(&identity_path, tls.client_identity_pem("Apple Push Services: com.example.im").unwrap())
             .unwrap();
-        let config = format!(
-            r#"
-            data_dir = "{dir}"
-            [store]
-            kind = "{store_kind}"
-            [api]
-            keys = ["{API_KEY}"]
-            max_body_bytes = 65536
-            max_message_batch = 10
-            [policy]
-            ack_timeout_ms = 300
-            [sessions]
-            idle_passivate_ms = 600000
-            [delivery]
-            max_attempts = 3
-            backoff_base_ms = 20
-            backoff_max_ms = 200
-            deadline_ms = 5000
-            request_timeout_ms = 3000
-            [credentials.test-apns]
-            vendor = "apns"
-            endpoint = "{apns_url}"
-            extra_roots = ["{ca}"]
-            topic = "com.example.im"
-            key_file = "{apns_key}"
-            key_id = "KEY1234567"
-            team_id = "TEAM123456"
-            [credentials.test-apns-cert]
-            vendor = "apns"
-            endpoint = "{apns_url}"
-            extra_roots = ["{ca}"]
-            topic = "com.example.im"
-            certificate_file = "{identity}"
-            [credentials.test-fcm]
-            vendor = "fcm"
-            endpoint = "{fcm_url}"
-            extra_roots = ["{ca}"]
-            service_account_file = "{fcm_sa}"
-            token_uri = "{fcm_url}token"
-            "#,
-            dir = dir.path().display(),
-            apns_url = apns.url(),
-            fcm_url = fcm.url(),
-            ca = ca_path.display(),
-            // The suite runs on the in-memory store; PUSHD_TEST_STORE=embedded runs it all on
-            // the persistent one (tests/durability.rs always uses it).
-            store_kind = std::env::var("PUSHD_TEST_STORE").unwrap_or_else(|_| "memory".into()),
-            identity = identity_path.display(),
-            apns_key = demo_file("apns-demo-key.p8"),
-            fcm_sa = demo_file("fcm-service-account.json"),
-        );
+        let config = daemon_config(&dir, &ca_path, &identity_path, apns.url().as_str(), fcm.url().as_str());
         let settings = Loader::new()
             .layer_str("test", &config)
             .and_then(|l| l.layer_str("extra", extra))
@@ -187,7 +200,29 @@ impl TestDaemon {
         let running = pushd::run(settings, listeners, store, shared).await.expect("pushd starts");
         let base = format!("http://{}", running.gateway_addr);
         let operator = format!("http://{}", running.operator_addr);
-        Self { running, apns, fcm, clock, http: reqwest::Client::new(), base, operator, _dir: dir }
+        Self {
+            running,
+            apns,
+            fcm,
+            clock,
+            http: reqwest::Client::new(),
+            base,
+            operator,
+            extra: extra.to_owned(),
+            tls,
+            ca_path,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the daemon gracefully and starts it again on the same data dir (new mocks, new
+    /// ports, same CA and clock): what survives is what the store kept.
+    pub async fn restart(self) -> Self {
+        let TestDaemon { running, apns, fcm, clock, extra, tls, ca_path, _dir, .. } = self;
+        running.stop().await;
+        apns.shutdown();
+        fcm.shutdown();
+        Self::start_in(TestEnv { dir: _dir, clock, tls, ca_path }, &extra, |_| {}).await
     }
 
     /// Sends a request with the test API key; returns status and JSON body (Null if empty).
