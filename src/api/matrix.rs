@@ -31,7 +31,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -80,6 +80,15 @@ pub struct MatrixState {
     pub registry: Arc<Registry>,
     /// `[matrix]`: app ids, allowed networks, answer timeout.
     pub settings: MatrixSettings,
+    /// Pushes in flight, so a homeserver's retry waits for the first attempt.
+    flights: Arc<Flights>,
+}
+
+impl MatrixState {
+    /// The state of one daemon's Matrix endpoint.
+    pub fn new(registry: Arc<Registry>, settings: MatrixSettings) -> Self {
+        Self { registry, settings, flights: Arc::new(Flights::default()) }
+    }
 }
 
 /// Mounts `/_matrix/push/v1/notify` (other methods on it answer 405).
@@ -627,23 +636,6 @@ impl Flights {
     }
 }
 
-/// The in-flight table of each running daemon, found by its registry. A `Weak` keeps the
-/// registry's allocation (not the registry) alive, so a later daemon never gets the address of
-/// a listed one; entries of stopped daemons are dropped on the next lookup.
-// TODO(#7): move into `MatrixState` once lib.rs builds it with `MatrixState::new`.
-static FLIGHTS: Mutex<Vec<(Weak<Registry>, Arc<Flights>)>> = Mutex::new(Vec::new());
-
-fn flights_of(registry: &Arc<Registry>) -> Arc<Flights> {
-    let mut all = FLIGHTS.lock().unwrap_or_else(PoisonError::into_inner);
-    all.retain(|(daemon, _)| daemon.strong_count() > 0);
-    if let Some((_, flights)) = all.iter().find(|(daemon, _)| std::ptr::eq(daemon.as_ptr(), Arc::as_ptr(registry))) {
-        return flights.clone();
-    }
-    let flights = Arc::new(Flights::default());
-    all.push((Arc::downgrade(registry), flights.clone()));
-    flights
-}
-
 /// Resolves the device's app, token and dedup state, sends the push, and waits for its end.
 async fn deliver_to(
     state: &MatrixState,
@@ -688,7 +680,7 @@ async fn deliver_to(
         return outcome_of(wait(&mut rx, deadline).await, device, true);
     };
 
-    let flights = flights_of(&state.registry);
+    let flights = state.flights.clone();
     let key = (user.clone(), message_id.clone());
     // Either join the push already in flight for this (pusher, event), or claim it.
     let claim = {
