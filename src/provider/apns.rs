@@ -184,6 +184,18 @@ impl Apns {
         }
         let mut data: BTreeMap<&str, &str> = push.data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let aps = match push.push_type {
+            PushType::Alert if push.title.is_empty() && push.body.is_empty() => {
+                // A badge-only update (e.g. a Matrix notify without an event): no alert to
+                // show, nothing for a notification service extension to rewrite.
+                let mut builder = DefaultNotificationBuilder::new();
+                if let Some(badge) = push.badge {
+                    builder = builder.set_badge(badge);
+                }
+                let mut aps = builder.build("", NotificationOptions::default()).aps;
+                aps.alert = None;
+                aps.mutable_content = None;
+                aps
+            }
             PushType::Alert => {
                 let mut builder =
                     DefaultNotificationBuilder::new().set_title(&push.title).set_body(&push.body).set_mutable_content();
@@ -951,6 +963,31 @@ pub fn from_config(
 #[cfg(test)]
 mod collapse_tests {
     use super::*;
+
+    #[test]
+    fn an_alert_without_title_or_body_is_a_badge_only_update() {
+        let apns = Apns::new(ApnsConfig {
+            endpoint: url::Url::parse("https://127.0.0.1:1").unwrap(),
+            topic: "com.example.im".into(),
+            auth: ApnsAuth::Certificate,
+        })
+        .unwrap();
+        let push = VendorPush {
+            push_type: PushType::Alert,
+            title: String::new(),
+            body: String::new(),
+            badge: Some(4),
+            sound: None,
+            priority: crate::provider::Priority::High,
+            collapse_id: None,
+            ttl: None,
+            created_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            thread_id: None,
+            data: Default::default(),
+        };
+        let body: serde_json::Value = serde_json::from_slice(&apns.body(&push).unwrap()).unwrap();
+        assert_eq!(body, serde_json::json!({"aps": {"badge": 4}}));
+    }
 
     #[test]
     fn a_push_without_a_collapse_id_collapses_on_its_message_id() {

@@ -242,12 +242,21 @@ impl Store for EmbeddedStore {
 
     fn complete(&self, message: &MessageId, user: &UserId) -> Result<(), StoreError> {
         let id = message.as_str();
-        self.journal.remove(key(&["p", id, user.as_str()])).map_err(err)?;
-        let still_pending = self.journal.prefix(key(&["p", id, ""])).next().is_some();
-        if !still_pending {
-            self.journal.remove(key(&["m", id])).map_err(err)?;
+        let mine = key(&["p", id, user.as_str()]);
+        let mut others = false;
+        for item in self.journal.prefix(key(&["p", id, ""])) {
+            if item.key().map_err(err)?[..] != mine[..] {
+                others = true;
+                break;
+            }
         }
-        Ok(())
+        // One atomic batch: a crash never leaves a message without its pending marks.
+        let mut batch = self.db.batch();
+        batch.remove(&self.journal, mine);
+        if !others {
+            batch.remove(&self.journal, key(&["m", id]));
+        }
+        batch.commit().map_err(err)
     }
 
     fn pending(&self) -> Result<Vec<(Message, Vec<UserId>)>, StoreError> {
@@ -291,6 +300,13 @@ impl Store for EmbeddedStore {
             swept.dedup += 1;
         }
         for k in old(&self.accepted)? {
+            // A message still pending in the journal keeps its id: a gateway retry must stay
+            // a duplicate until the message is done.
+            let mut m = b"m\0".to_vec();
+            m.extend_from_slice(&k);
+            if self.journal.contains_key(&m).map_err(err)? {
+                continue;
+            }
             self.accepted.remove(k).map_err(err)?;
             swept.accepted_ids += 1;
         }

@@ -176,11 +176,14 @@ impl Store for MemoryStore {
 
     fn sweep(&self, before: Timestamp) -> Result<Swept, StoreError> {
         let mut swept = Swept::default();
-        self.accepted.retain(|_, at| {
-            let keep = *at >= before;
+        let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        // A message still pending keeps its id: a gateway retry stays a duplicate.
+        self.accepted.retain(|id, at| {
+            let keep = *at >= before || journal.contains_key(id);
             swept.accepted_ids += usize::from(!keep);
             keep
         });
+        drop(journal);
         for mut u in self.users.iter_mut() {
             let n = u.pushed.len();
             u.pushed.retain(|_, at| *at >= before);

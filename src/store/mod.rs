@@ -150,3 +150,6 @@ pub fn open(settings: &crate::config::Settings) -> Result<std::sync::Arc<dyn Sto
         Ok(std::sync::Arc::new(MemoryStore::new()))
     }
 }
+
+#[cfg(test)]
+mod tests;
