@@ -423,3 +423,29 @@ async fn the_endpoint_is_off_by_default() {
     assert_eq!(status, 404);
     assert_eq!(d.apns.requests_total(), 0);
 }
+
+#[actix_rt::test]
+async fn a_matrix_listener_of_its_own_serves_notify_without_the_gateway_api() {
+    let d = TestDaemon::start_with(
+        "[matrix]\nenabled = true\nlisten = \"127.0.0.1:0\"\n[matrix.apps]\n\"com.example.ios\" = \"test-apns\"",
+    )
+    .await;
+    let addr = d.running.matrix_addr.expect("own listener");
+    let token = support::apns_token("own-listener");
+    let body = serde_json::json!({"notification": {
+        "event_id": "$own", "room_id": "!r:example.org", "type": "m.room.message", "sender": "@a:example.org",
+        "content": {"msgtype": "m.text", "body": "hi"}, "counts": {"unread": 1},
+        "devices": [{"app_id": "com.example.ios", "pushkey": token, "pushkey_ts": 1}]
+    }});
+    let r = d.http.post(format!("http://{addr}/_matrix/push/v1/notify")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["rejected"], serde_json::json!([]));
+    assert_eq!(d.apns_received(&token, 1).await[0].status, 200);
+    // The gateway listener does not serve it when the endpoint has a listener of its own, and
+    // the Matrix listener serves nothing of the gateway API.
+    let r = d.http.post(format!("{}/_matrix/push/v1/notify", d.base)).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = d.http.get(format!("http://{addr}/v1/users/x/devices")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -195,7 +195,10 @@ impl TestDaemon {
             .and_then(|l| l.layer_str("extra", extra))
             .and_then(|l| l.layer_env(&HashMap::new()).settings())
             .unwrap_or_else(|e| panic!("{e}"));
-        let listeners = Listeners::loopback().expect("loopback listeners");
+        let mut listeners = Listeners::loopback().expect("loopback listeners");
+        if let (true, Some(addr)) = (settings.matrix.enabled, settings.matrix.listen) {
+            listeners.matrix = Some(std::net::TcpListener::bind(addr).expect("matrix listener"));
+        }
         let store = pushd::store::open(&settings).expect("store opens");
         let running = pushd::run(settings, listeners, store, shared).await.expect("pushd starts");
         let base = format!("http://{}", running.gateway_addr);
