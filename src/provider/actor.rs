@@ -392,6 +392,7 @@ impl Shared {
         let mut started = tokio::time::Instant::now();
         let mut attempt_no: u32 = 0;
         let mut refreshed = false;
+        let mut prepared: Option<String> = None;
         // Calls get through while the quota is spent unless the vendor refused them too.
         let mut urgent = push.push_type == crate::model::PushType::Voip;
         while !pending.is_empty() {
@@ -401,7 +402,7 @@ impl Shared {
                 attempt_no = 0;
             }
             attempt_no += 1;
-            let (auth, outcomes, status) = self.attempt(push, &pending).await;
+            let (auth, outcomes, status) = self.attempt(push, &pending, &mut prepared).await;
             let at = self.clock.now();
             let mut retry_after: Option<Duration> = None;
             let mut again = Vec::new();
@@ -508,7 +509,12 @@ impl Shared {
     }
 
     /// One vendor request for `pending`: one outcome per target, in order.
-    async fn attempt(&self, push: &VendorPush, pending: &[Pending]) -> (Option<AuthToken>, Vec<Outcome>, Option<u16>) {
+    async fn attempt(
+        &self,
+        push: &VendorPush,
+        pending: &[Pending],
+        prepared: &mut Option<String>,
+    ) -> (Option<AuthToken>, Vec<Outcome>, Option<u16>) {
         let n = pending.len();
         let all = |o: Outcome| vec![o; n];
         let kind = self.vendor.kind().as_str();
@@ -529,7 +535,28 @@ impl Shared {
             Err(outcome) => return (None, all(outcome), None),
         };
         let tokens: Vec<Token> = pending.iter().map(|p| p.target.token.clone()).collect();
-        let request = match self.vendor.request(push, &tokens, auth.as_ref(), self.clock.now()) {
+        // A vendor whose batches need their content uploaded first (vivo): once per batch, kept
+        // for its retries.
+        if tokens.len() > 1 && prepared.is_none() {
+            if let Some(upload) = self.vendor.prepare(push, &tokens, auth.as_ref(), self.clock.now()) {
+                let Ok(upload) = upload else {
+                    return (auth, all(Outcome::Fatal { reason: "build_failed" }), None);
+                };
+                match self.send(upload).await {
+                    Ok((status, headers, body)) => match self.vendor.parse_prepare(status, &headers, &body) {
+                        Ok(id) => *prepared = Some(id),
+                        Err(outcome) => return (auth, all(outcome), Some(status.as_u16())),
+                    },
+                    Err(outcome) => return (auth, all(outcome), None),
+                }
+            }
+        }
+        let now = self.clock.now();
+        let built = match prepared.as_deref().filter(|_| tokens.len() > 1) {
+            Some(id) => self.vendor.request_prepared(push, &tokens, auth.as_ref(), id, now),
+            None => self.vendor.request(push, &tokens, auth.as_ref(), now),
+        };
+        let request = match built {
             Ok(r) => r,
             Err(_) => return (auth, all(Outcome::Fatal { reason: "build_failed" }), None),
         };

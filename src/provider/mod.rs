@@ -192,6 +192,42 @@ pub trait Vendor: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<VendorRequest, BuildError>;
 
+    /// For vendors whose batch send needs its content uploaded first (vivo: `saveListPayload`
+    /// answers a `taskId` that `pushToList` then names): the upload request for a batch of
+    /// `tokens` (called only when a request carries more than one token). `None`, the default:
+    /// no such step. The shared layer sends it once per batch and keeps the answer for the
+    /// batch's retries.
+    fn prepare(
+        &self,
+        push: &VendorPush,
+        tokens: &[Token],
+        auth: Option<&AuthToken>,
+        now: Timestamp,
+    ) -> Option<Result<VendorRequest, BuildError>> {
+        let _ = (push, tokens, auth, now);
+        None
+    }
+
+    /// Reads the answer to [`Vendor::prepare`] into the id the batch request names.
+    fn parse_prepare(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<String, Outcome> {
+        let _ = (status, headers, body);
+        Err(Outcome::Fatal { reason: "prepare_not_supported" })
+    }
+
+    /// The batch request after a [`Vendor::prepare`] step answered `prepared`; by default the
+    /// same as [`Vendor::request`].
+    fn request_prepared(
+        &self,
+        push: &VendorPush,
+        tokens: &[Token],
+        auth: Option<&AuthToken>,
+        prepared: &str,
+        now: Timestamp,
+    ) -> Result<VendorRequest, BuildError> {
+        let _ = prepared;
+        self.request(push, tokens, auth, now)
+    }
+
     /// One outcome per token of the request, from status, headers and body.
     fn classify(&self, tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<Outcome>;
 }
