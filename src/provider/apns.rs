@@ -22,7 +22,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
 
 use a2::request::notification::{DefaultNotificationBuilder, NotificationBuilder, NotificationOptions};
 use a2::request::payload::APS;
@@ -34,6 +33,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::de::IntoDeserializer;
 use serde::{Deserialize, Serialize};
 
+use super::retry_after;
 use super::{AuthPlan, AuthToken, BuildError, Outcome, Priority, Vendor, VendorPush, VendorRequest};
 use crate::model::{PushType, Timestamp, Token, VendorKind};
 
@@ -320,13 +320,6 @@ fn a2_reason_word(reason: &ErrorReason) -> &'static str {
     }
 }
 
-/// `Retry-After` in seconds, if present and numeric. (An HTTP-date form is ignored: classify has
-/// no clock, and Apple documents no `Retry-After` at all.)
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
 /// The APNs table (apns.md §5) for one answer.
 fn outcome(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Outcome {
     if status.is_success() {
@@ -465,6 +458,7 @@ mod tests {
     use super::*;
     use jsonwebtoken::{DecodingKey, Validation};
     use serde_json::{json, Value};
+    use std::time::Duration;
 
     const TOKEN_HEX: &str = "5c1f3a0e9d2b4c6a8e0f1d3b5a7c9e2f4a6b8d0c2e4f6a8b0d2c4e6f8a0b2c4d";
 

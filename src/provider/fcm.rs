@@ -25,6 +25,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
+use super::retry_after;
 use super::{AuthPlan, AuthToken, BuildError, Outcome, Priority, Vendor, VendorPush, VendorRequest};
 use crate::model::{PushType, Timestamp, Token, VendorKind};
 
@@ -386,13 +387,6 @@ fn error_facts(body: &[u8]) -> ErrorFacts {
     let bad_request = error.details.iter().any(|d| d.type_url.ends_with("google.rpc.BadRequest"));
     let about_token = error.message.to_ascii_lowercase().contains("registration token");
     ErrorFacts { error_code, has_error_code: raw_code.is_some(), bad_request, about_token }
-}
-
-/// `Retry-After` in seconds, if present and numeric. (An HTTP-date form is ignored: classify has
-/// no clock.)
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// The FCM table (fcm.md §5) for one answer.

@@ -27,8 +27,6 @@
 //! `importance` says otherwise.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -36,6 +34,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::credential::{CredentialContext, Problem, VendorBuild};
+use super::{code_text, retry_after};
 use super::{AuthPlan, AuthToken, BuildError, Outcome, Vendor, VendorPush, VendorRequest};
 use crate::model::{PushType, Timestamp, Token, VendorKind};
 
@@ -335,21 +334,6 @@ struct SendData {
     expire_tokens: Vec<serde_json::Value>,
 }
 
-/// `Retry-After` in seconds, if present and numeric.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// A JSON string or number as text: Honor's `code` may be either.
-fn as_text(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.trim().to_owned()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// The outcome when the body carries no known code: the HTTP status decides.
 fn by_status(status: StatusCode, headers: &HeaderMap) -> Outcome {
     let retry = |reason| Outcome::Retry { after: retry_after(headers), reason };
@@ -390,7 +374,7 @@ fn per_token(tokens: &[Token], data: &SendData, headers: &HeaderMap) -> Vec<Outc
 fn outcomes(tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
     let all = |o: Outcome| vec![o; tokens.len()];
     let Some((answer, code)) =
-        serde_json::from_slice::<SendAnswer>(body).ok().and_then(|a| as_text(&a.code).map(|c| (a, c)))
+        serde_json::from_slice::<SendAnswer>(body).ok().and_then(|a| code_text(&a.code).map(|c| (a, c)))
     else {
         return all(by_status(status, headers));
     };
@@ -399,7 +383,7 @@ fn outcomes(tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u
         return per_token(tokens, &data, headers);
     }
     let Some(&(reason, action)) = CODES.iter().find(|(known, _)| *known == code) else {
-        let request_id = as_text(&data.request_id).unwrap_or_default();
+        let request_id = code_text(&data.request_id).unwrap_or_default();
         tracing::warn!(vendor = "honor", %code, %request_id, "unknown answer code");
         return match by_status(status, headers) {
             o @ (Outcome::Retry { .. } | Outcome::RefreshAuth { .. }) if !status.is_success() => all(o),
@@ -429,9 +413,7 @@ impl Vendor for Honor {
     /// their tokens. The badge is part of it only when a `badge_class` puts it on the wire.
     fn batch_key(&self, push: &VendorPush) -> Option<u64> {
         let content = self.content(push).ok()?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        content.hash(&mut hasher);
-        Some(hasher.finish())
+        Some(super::batch_key_of(&content))
     }
 
     /// The OAuth 2.0 client-credentials call.
@@ -590,6 +572,7 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     const TOKEN_A: &str = "IQAAAACy0example_HonorToken";
     const TOKEN_B: &str = "IQAAAACy0second_HonorToken";

@@ -27,7 +27,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,6 +35,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::credential::{CredentialContext, Problem, VendorBuild};
+use super::{code_text, retry_after};
 use super::{AuthPlan, AuthToken, BuildError, Outcome, Vendor, VendorPush, VendorRequest};
 use crate::model::{PushType, Timestamp, Token, VendorKind};
 
@@ -381,21 +381,6 @@ struct PartialResult {
     illegal_tokens: Vec<String>,
 }
 
-/// `Retry-After` in seconds, if present and numeric (Huawei documents none; honoured anyway).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// A JSON string or number as text (codes are strings, but be tolerant).
-fn as_text(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.trim().to_owned()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// The outcome when the body carries no known code: the HTTP status decides (huawei.md §5).
 fn by_status(status: StatusCode, headers: &HeaderMap) -> Outcome {
     let retry = |reason| Outcome::Retry { after: retry_after(headers), reason };
@@ -419,11 +404,11 @@ fn outcomes(tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u
     let Ok(answer) = serde_json::from_slice::<SendAnswer>(body) else {
         return all(by_status(status, headers));
     };
-    let Some(code) = as_text(&answer.code) else {
+    let Some(code) = code_text(&answer.code) else {
         return all(by_status(status, headers));
     };
     let Some(&(reason, action)) = CODES.iter().find(|(known, _)| *known == code) else {
-        let request_id = as_text(&answer.request_id).unwrap_or_default();
+        let request_id = code_text(&answer.request_id).unwrap_or_default();
         tracing::warn!(vendor = "huawei", %code, %request_id, "unknown answer code");
         // An unknown code on a transient or auth status still follows the status.
         return match by_status(status, headers) {
@@ -445,7 +430,7 @@ fn outcomes(tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u
                 other => serde_json::from_value::<PartialResult>(other.clone()).ok(),
             };
             let Some(partial) = partial else {
-                let request_id = as_text(&answer.request_id).unwrap_or_default();
+                let request_id = code_text(&answer.request_id).unwrap_or_default();
                 tracing::warn!(vendor = "huawei", %request_id, "partial success without a readable token list");
                 return all(Outcome::Retry { after: retry_after(headers), reason: "partial_unreadable" });
             };
@@ -476,9 +461,7 @@ impl Vendor for Huawei {
     /// in their tokens. The badge is part of it only when a `badge_class` puts it on the wire.
     fn batch_key(&self, push: &VendorPush) -> Option<u64> {
         let content = self.content(push).ok()?;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        content.hash(&mut hasher);
-        Some(hasher.finish())
+        Some(super::batch_key_of(&content))
     }
 
     /// The OAuth 2.0 client-credentials call.

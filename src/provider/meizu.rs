@@ -23,7 +23,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -384,9 +383,7 @@ impl Vendor for Meizu {
     /// pushes differing only in the per-user badge batch together.
     fn batch_key(&self, push: &VendorPush) -> Option<u64> {
         let json = self.message_json(push).ok()?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        json.hash(&mut h);
-        Some(h.finish())
+        Some(super::batch_key_of(&json))
     }
 
     /// The signature is computed per request in [`Vendor::request`]: nothing to fetch or cache.

@@ -148,6 +148,31 @@ pub enum BuildError {
     Payload(&'static str),
 }
 
+/// The `Retry-After` header in seconds (its HTTP-date form is ignored: `classify` has no
+/// clock). Shared by every vendor that may send it.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// A batch key: the hash of what a vendor's request sends apart from its tokens. Keys live only
+/// inside one process, so the std hasher is fine.
+pub fn batch_key_of(content: &impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    content.hash(&mut h);
+    h.finish()
+}
+
+/// A JSON string or number as text: vendors' business codes come as either.
+pub fn code_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.trim().to_owned()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// What differs between vendors. Implementations are pure: unit-test them without a network.
 pub trait Vendor: Send + Sync + 'static {
     /// Which vendor this is.

@@ -35,10 +35,8 @@
 //! are answered `Fatal { reason: "wrong_region" }` without pruning (register such devices on a
 //! second credential with `region = "intl"`).
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -477,9 +475,7 @@ impl Vendor for Oppo {
     fn batch_key(&self, push: &VendorPush) -> Option<u64> {
         let notification = self.notification(push).ok()?;
         let bytes = serde_json::to_vec(&notification).ok()?;
-        let mut h = DefaultHasher::new();
-        bytes.hash(&mut h);
-        Some(h.finish())
+        Some(super::batch_key_of(&bytes))
     }
 
     fn auth_plan(&self, now: Timestamp) -> AuthPlan {

@@ -19,7 +19,6 @@
 //! ```
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -299,9 +298,7 @@ impl Vendor for Xiaomi {
     /// differing only in the per-user badge batch together.
     fn batch_key(&self, push: &VendorPush) -> Option<u64> {
         let fields = self.content_fields(push).ok()?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        fields.hash(&mut h);
-        Some(h.finish())
+        Some(super::batch_key_of(&fields))
     }
 
     /// The secret travels in every request's header: nothing to fetch or cache.
