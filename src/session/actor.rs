@@ -413,6 +413,14 @@ impl Actor for Session {
             }
         });
     }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // Normally empty here (a session passivates only when done); at shutdown, what is
+        // still open stays in the journal for the next start and leaves the pending bound.
+        if !self.open.is_empty() {
+            self.services.release_pending(self.open.len());
+        }
+    }
 }
 
 impl Handler<RegisterDevice> for Session {
