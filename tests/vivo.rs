@@ -3,13 +3,14 @@
 //! header, the fields and the IM class, and answers in vivo's own `result` codes.
 //!
 //! The test config allows 3 attempts, 20–200 ms backoff and a 5 s deadline. The daily-quota
-//! test needs the shared layer's parking (`quota_recheck_ms`).
+//! tests need the shared layer's parking (`quota_recheck_ms`); the group tests its batching by
+//! `batch_key` and its prepare step (`saveListPayload` once per batch, then `pushToList`).
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use pushd::mock_vendor::vivo::{MockVivo, MockVivoConfig};
+use pushd::mock_vendor::vivo::{MockVivo, MockVivoConfig, PUSH_TO_LIST_SCRIPT, SAVE_LIST_SCRIPT};
 use pushd::mock_vendor::{MockAnswer, MockRule, Received};
 use serde_json::{json, Value};
 use support::{apns_token, TestDaemon, TestEnv, WAIT};
@@ -254,29 +255,169 @@ async fn the_daily_quota_parks_pushes_until_midnight_china_time() {
     assert_eq!(mock.answered(10070), 1);
 }
 
-#[actix_rt::test]
-async fn a_group_message_goes_out_as_one_send_per_device_with_its_own_request_id() {
-    let (d, mock) = start("").await;
-    let users: Vec<String> = (0..5).map(|i| format!("u{i}")).collect();
+/// Holds a group's pushes for a second: long enough for the fan-out to 30 sessions to meet in
+/// one batch even on a busy machine.
+const GROUP_LINGER: &str = "[delivery]\nbatch_linger_ms = 1000";
+
+/// Users `u0..u{n-1}`, each with a vivo phone; their regIds in order.
+async fn register_many(d: &TestDaemon, n: usize) -> Vec<String> {
     let mut tokens = Vec::new();
-    for u in &users {
-        tokens.push(register(&d, u, "phone").await);
+    for i in 0..n {
+        tokens.push(register(d, &format!("u{i}"), "phone").await);
     }
+    tokens
+}
+
+/// A group message from alice to `u0..u{n-1}`.
+async fn send_group(d: &TestDaemon, id: &str, n: usize) {
+    let to: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
     d.send(json!({
-        "id": "g1", "from": {"id": "alice", "name": "Alice"},
+        "id": id, "from": {"id": "alice", "name": "Alice"},
         "conversation": {"id": "team", "type": "group", "name": "Team"},
-        "to": users, "kind": "text", "text": "standup in 5"
+        "to": to, "kind": "text", "text": "standup in 5"
     }))
     .await;
+}
 
-    for u in &users {
-        assert_eq!(d.wait_outcome(u, "g1", "phone").await["push"]["outcome"], "delivered", "{u}");
+/// The recorded calls to `path`, oldest first.
+fn calls(mock: &MockVivo, path: &str) -> Vec<Received> {
+    mock.received().into_iter().filter(|r| r.headers[":path"] == path).collect()
+}
+
+/// The regIds of a `pushToList` call.
+fn reg_ids(r: &Received) -> Vec<String> {
+    r.body["regIds"].as_array().expect("regIds").iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Waits until every one of `u0..u{n-1}` has `outcome` for `message`.
+async fn all_outcomes(d: &TestDaemon, message: &str, n: usize, outcome: &str) {
+    for i in 0..n {
+        let device = wait_push_outcome(d, &format!("u{i}"), message, "phone", outcome).await;
+        assert_eq!(device["push"]["outcome"], outcome, "u{i}: {device:#}");
     }
-    let sends = mock.wait_for(|rs| rs.len() >= 5, WAIT).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(sends.len(), 5);
-    assert!(sends.iter().all(|r| r.headers[":path"] == "/message/send"));
-    let request_ids: std::collections::BTreeSet<&str> =
-        sends.iter().filter_map(|r| r.body["requestId"].as_str()).collect();
-    assert_eq!(request_ids.len(), 5, "one requestId per device");
+}
+
+#[actix_rt::test]
+async fn a_group_message_to_thirty_offline_users_goes_out_as_one_saved_payload_and_one_list_push() {
+    let (d, mock) = start(GROUP_LINGER).await;
+    let tokens = register_many(&d, 30).await;
+    send_group(&d, "g1", 30).await;
+
+    all_outcomes(&d, "g1", 30, "delivered").await;
+    let (saves, lists) = (calls(&mock, "/message/saveListPayload"), calls(&mock, "/message/pushToList"));
+    assert_eq!((saves.len(), lists.len()), (1, 1), "{:#?}", mock.received());
+    assert!(calls(&mock, "/message/send").is_empty(), "no device went out alone");
+    assert!(mock.received().len() < tokens.len(), "fewer requests than devices");
+
+    let (save, list) = (&saves[0], &lists[0]);
+    assert_eq!((save.status, save.answer["result"].as_i64()), (200, Some(0)), "{}", save.answer);
+    assert!(save.body.get("regId").is_none(), "the payload names no device: {}", save.body);
+    let class = (save.body["classification"].as_i64(), save.body["category"].as_str(), save.body["pushMode"].as_i64());
+    assert_eq!(class, (Some(1), Some("IM"), Some(0)), "IM class: {}", save.body);
+    assert_eq!(save.body["clientCustomMap"], json!({"msg": "g1", "conv": "team", "sender": "alice"}));
+    assert_eq!(save.body["requestId"].as_str().map(str::len), Some(36));
+
+    assert_eq!((list.status, list.answer["result"].as_i64()), (200, Some(0)), "{}", list.answer);
+    assert_eq!(list.body["taskId"], save.answer["taskId"], "the list push names the saved task");
+    assert_eq!(sorted(reg_ids(list)), sorted(tokens.clone()), "every regId exactly once");
+    assert_eq!(list.body["requestId"].as_str().map(str::len), Some(36));
+    assert_ne!(list.body["requestId"], save.body["requestId"], "each call has its own requestId");
+    assert!([save, list].iter().all(|r| r.headers.get("authtoken").is_some_and(|t| !t.is_empty())));
+    assert_eq!(mock.auth_requests(), 1);
+
+    let delivered = mock.delivered();
+    assert_eq!(delivered.len(), 30);
+    assert!(delivered.iter().all(|x| (x.classification, x.category.as_deref()) == (Some(1), Some("IM"))));
     assert_eq!(mock.duplicates(), 0);
+}
+
+#[actix_rt::test]
+async fn an_unknown_reg_id_inside_the_list_prunes_only_that_token() {
+    let (d, mock) = start(GROUP_LINGER).await;
+    let tokens = register_many(&d, 30).await;
+    mock.script(MockRule::for_token(&tokens[7], MockAnswer::with_reason("unknown")));
+    send_group(&d, "g1", 30).await;
+
+    let u7 = wait_push_outcome(&d, "u7", "g1", "phone", "invalid_token").await;
+    assert_eq!(u7["push"]["reason"], "unknown_reg_id", "{u7:#}");
+    for i in (0..30).filter(|i| *i != 7) {
+        wait_push_outcome(&d, &format!("u{i}"), "g1", "phone", "delivered").await;
+    }
+    let lists = calls(&mock, "/message/pushToList");
+    let carrying = lists.iter().find(|r| reg_ids(r).contains(&tokens[7])).expect("u7 went out in a list");
+    assert!(reg_ids(carrying).len() > 1, "u7 shared its request: {:?}", reg_ids(carrying));
+    assert_eq!(carrying.answer["result"], 0);
+    assert_eq!(carrying.answer["invalidUsers"], json!([{"status": 1, "userid": tokens[7]}]));
+
+    assert!(listed_token(&d, "u7", "phone").await.is_null(), "u7's token pruned");
+    for i in (0..30).filter(|i| *i != 7) {
+        assert!(!listed_token(&d, &format!("u{i}"), "phone").await.is_null(), "u{i}'s token kept");
+    }
+    assert_eq!(mock.delivered().len(), 29);
+    assert!(mock.delivered_to(&tokens[7]).is_empty());
+}
+
+#[actix_rt::test]
+async fn a_rate_limited_list_push_is_retried_with_the_same_task_and_request_id() {
+    let (d, mock) = start(GROUP_LINGER).await;
+    let tokens = register_many(&d, 5).await;
+    mock.script(MockRule::for_token(PUSH_TO_LIST_SCRIPT, MockAnswer::with_reason("10071")).times(1));
+    send_group(&d, "g1", 5).await;
+
+    all_outcomes(&d, "g1", 5, "delivered").await;
+    let u0 = d.wait_outcome("u0", "g1", "phone").await;
+    assert_eq!(attempts(&u0), vec![(Some(200), "retry".to_owned()), (Some(200), "delivered".to_owned())]);
+    let (saves, lists) = (calls(&mock, "/message/saveListPayload"), calls(&mock, "/message/pushToList"));
+    assert_eq!(saves.len(), 1, "the payload is uploaded once per batch, not per attempt");
+    assert_eq!(lists.len(), 2);
+    assert_eq!(lists[0].answer["result"], 10071);
+    assert_eq!(lists[1].body, lists[0].body, "same taskId, regIds and requestId");
+    assert_eq!(sorted(reg_ids(&lists[1])), sorted(tokens));
+    assert_eq!(mock.delivered().len(), 5);
+}
+
+#[actix_rt::test]
+async fn a_rejected_auth_token_on_the_payload_upload_is_refreshed_once_and_the_group_delivered() {
+    let (d, mock) = start(GROUP_LINGER).await;
+    register_many(&d, 5).await;
+    mock.script(
+        MockRule::for_token(SAVE_LIST_SCRIPT, MockAnswer { expire_auth: true, ..MockAnswer::default() }).times(1),
+    );
+    send_group(&d, "g1", 5).await;
+
+    all_outcomes(&d, "g1", 5, "delivered").await;
+    let u0 = d.wait_outcome("u0", "g1", "phone").await;
+    assert_eq!(attempts(&u0), vec![(Some(200), "refresh_auth".to_owned()), (Some(200), "delivered".to_owned())]);
+    let (saves, lists) = (calls(&mock, "/message/saveListPayload"), calls(&mock, "/message/pushToList"));
+    assert_eq!(saves.len(), 2);
+    assert_eq!(saves[0].answer["result"], 10000);
+    assert_ne!(saves[0].headers["authtoken"], saves[1].headers["authtoken"], "a fresh token");
+    assert_eq!(lists.len(), 1);
+    assert_eq!(lists[0].body["taskId"], saves[1].answer["taskId"]);
+    assert_eq!(mock.auth_requests(), 2, "exactly one refresh");
+}
+
+#[actix_rt::test]
+async fn a_daily_quota_answer_to_the_list_push_parks_the_group_and_reuses_the_task_the_next_day() {
+    let (d, mock) = start(&format!("{GROUP_LINGER}\nquota_recheck_ms = 20")).await;
+    register_many(&d, 5).await;
+    mock.script(MockRule::for_token(PUSH_TO_LIST_SCRIPT, MockAnswer::with_reason("10070")).times(1));
+    send_group(&d, "g1", 5).await;
+
+    all_outcomes(&d, "g1", 5, "quota_exhausted").await;
+    assert_eq!(calls(&mock, "/message/pushToList").len(), 1, "nothing more the same day");
+
+    d.clock.set(after_china_midnight(d.clock_now()));
+    all_outcomes(&d, "g1", 5, "delivered").await;
+    let (saves, lists) = (calls(&mock, "/message/saveListPayload"), calls(&mock, "/message/pushToList"));
+    assert_eq!(saves.len(), 1);
+    assert_eq!(lists.len(), 2);
+    assert_eq!(lists[1].body["taskId"], lists[0].body["taskId"]);
+    assert_eq!(mock.answered(10070), 1);
+    assert_eq!(mock.delivered().len(), 5);
 }

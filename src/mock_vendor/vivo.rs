@@ -16,13 +16,16 @@
 //! a dead-target word answered as `invalidUser` with result 0 (`"unknown"` 1,
 //! `"uninstalled"` 2, `"inactive"` 3, `"not_test"` 4), or `"malformed"` (a body that is not
 //! JSON); `status` answers that HTTP status with vivo's "Internet server error!" text;
-//! `expire_auth` revokes the token used and answers 10000. For `pushToList`, a rule without a
-//! token answers the whole request and a rule for a regId lists it in `invalidUsers`. Not
+//! `expire_auth` revokes the token used and answers 10000. The two group calls are scripted by
+//! name: a rule for [`SAVE_LIST_SCRIPT`] answers the payload upload, one for
+//! [`PUSH_TO_LIST_SCRIPT`] the whole list push (a rule without a token answers whichever comes
+//! first); a rule for a regId with a dead-target word lists it in `invalidUsers`. Not
 //! scriptable: dropped connections, auth-call failures.
 //!
 //! Unverified facts the mock picks (vivo.md §8): the auth error codes beyond 10200/10201
 //! ([`AUTH_CODES`]), the rate-limit and token-rejection results (shared with the provider),
-//! `invalidUser` statuses, the `requestId` dedup window ([`REQUEST_ID_DEDUP_WINDOW`]), that an
+//! `invalidUser` statuses, the `requestId` dedup window ([`REQUEST_ID_DEDUP_WINDOW`]) and that
+//! it covers the payload upload too (a repeated upload answers its first `taskId`), that an
 //! absent `classification` means 0, and 11000 for a category error.
 //!
 //! ```text
@@ -58,6 +61,11 @@ const AUTH: &str = "/message/auth";
 const SEND: &str = "/message/send";
 const SAVE_LIST: &str = "/message/saveListPayload";
 const PUSH_TO_LIST: &str = "/message/pushToList";
+
+/// The [`MockRule`](super::MockRule) token that scripts the `saveListPayload` call.
+pub const SAVE_LIST_SCRIPT: &str = "saveListPayload";
+/// The [`MockRule`](super::MockRule) token that scripts a whole `pushToList` call.
+pub const PUSH_TO_LIST_SCRIPT: &str = "pushToList";
 
 /// Shortest `timeToLive` of a saved group payload, in seconds.
 const LIST_MIN_TTL_SECS: u64 = 900;
@@ -611,21 +619,40 @@ impl Vivo {
         (Answer::ok(json!({ "result": 0, "desc": desc(0), "taskId": task_id })), script)
     }
 
-    /// `/message/saveListPayload`: the send checks minus the target, TTL ≥ 900 s → `taskId`.
+    /// `/message/saveListPayload`: the send checks minus the target, TTL ≥ 900 s → `taskId`; a
+    /// repeated `requestId` answers the task it saved.
     fn save_list(&self, body: &Map<String, Value>, token: &str) -> (Answer, Option<MockAnswer>) {
         if let Err(result) = self.check_payload(body, LIST_MIN_TTL_SECS) {
             return (Answer::result(result), None);
         }
-        let script = self.core.take_answer("");
+        let request_id = body.get("requestId").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let now = self.core.clock().now();
+        let repeated = {
+            let mut state = lock(&self.state);
+            let task = state
+                .request_ids
+                .get(&request_id)
+                .filter(|(at, task)| now - *at < REQUEST_ID_DEDUP_WINDOW && state.payloads.contains_key(task))
+                .map(|(_, task)| task.clone());
+            state.duplicates += u64::from(task.is_some());
+            task
+        };
+        if let Some(task_id) = repeated {
+            return (Answer::ok(json!({ "result": 0, "desc": desc(0), "taskId": task_id })), None);
+        }
+        let script = self.core.take_answer(SAVE_LIST_SCRIPT);
         if let Some(answer) = script.as_ref().and_then(|s| self.scripted(s, token)) {
             return (answer, script);
         }
         let task_id = self.task_id();
-        let mut state = lock(&self.state);
-        if state.payloads.len() >= RECORD_CAPACITY {
-            state.payloads.clear();
+        {
+            let mut state = lock(&self.state);
+            if state.payloads.len() >= RECORD_CAPACITY {
+                state.payloads.clear();
+            }
+            state.payloads.insert(task_id.clone(), body.clone());
         }
-        state.payloads.insert(task_id.clone(), body.clone());
+        self.remember(&request_id, &task_id, now);
         (Answer::ok(json!({ "result": 0, "desc": desc(0), "taskId": task_id })), script)
     }
 
@@ -661,7 +688,7 @@ impl Vivo {
         if self.repeated(&request_id, now).is_some() {
             return (Answer::ok(json!({ "result": 0, "desc": desc(0), "taskId": task_id })), None);
         }
-        let request_script = self.core.take_answer("");
+        let request_script = self.core.take_answer(PUSH_TO_LIST_SCRIPT);
         if let Some(answer) = request_script.as_ref().and_then(|s| self.scripted(s, token)) {
             return (answer, request_script);
         }
@@ -1266,6 +1293,40 @@ mod tests {
         let lists: Vec<String> =
             mock.received().into_iter().filter(|r| r.headers[":path"] == PUSH_TO_LIST).map(|r| r.token).collect();
         assert_eq!(lists, vec![format!("{REG_A},{REG_B},{REG_C}"), REG_A.to_owned(), format!("{REG_A},{REG_C}")]);
+    }
+
+    #[tokio::test]
+    async fn the_group_calls_are_scripted_by_name_and_a_repeated_upload_answers_its_first_task() {
+        let clock = clock();
+        let mock = start(&clock).await;
+        let c = client(&mock, false);
+        let token = auth_token(&c, &mock, &clock).await;
+        let payload = |r: &str| {
+            let mut p = message(REG_A, r);
+            if let Some(o) = p.as_object_mut() {
+                o.remove("regId");
+            }
+            p
+        };
+        mock.script(MockRule::for_token(PUSH_TO_LIST_SCRIPT, MockAnswer::with_reason("10071")).times(1));
+        mock.script(MockRule::for_token(SAVE_LIST_SCRIPT, MockAnswer::with_reason("10252")).times(1));
+
+        let (_, over_quota) = post(&c, &mock, SAVE_LIST, Some(&token), &payload("save-1")).await;
+        let (_, saved) = post(&c, &mock, SAVE_LIST, Some(&token), &payload("save-1")).await;
+        let (_, again) = post(&c, &mock, SAVE_LIST, Some(&token), &payload("save-1")).await;
+        let (_, other) = post(&c, &mock, SAVE_LIST, Some(&token), &payload("save-2")).await;
+        let list = json!({ "regIds": [REG_A, REG_B], "taskId": saved["taskId"], "requestId": "l-1" });
+        let (_, limited) = post(&c, &mock, PUSH_TO_LIST, Some(&token), &list).await;
+        let (_, pushed) = post(&c, &mock, PUSH_TO_LIST, Some(&token), &list).await;
+
+        assert_eq!(over_quota["result"], 10252);
+        assert_eq!((saved["result"].as_i64(), again["result"].as_i64()), (Some(0), Some(0)));
+        assert_eq!(again["taskId"], saved["taskId"], "a repeated requestId answers the saved task");
+        assert_ne!(other["taskId"], saved["taskId"]);
+        assert_eq!(mock.duplicates(), 1);
+        assert_eq!(limited["result"], RATE_LIMITED_RESULT);
+        assert_eq!(pushed["result"], 0, "{pushed}");
+        assert_eq!(mock.delivered().len(), 2);
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! Owns: the auth call (`POST /message/auth`, JSON `appId` (integer), `appKey`, `timestamp` in
 //! ms and `sign` = lower-case hex MD5 of `appId + appKey + timestamp + appSecret`) and its
 //! answer; the single send (`POST /message/send` with the token in the `authToken` header and a
-//! `requestId` stable across retries of one push to one device); the IM class fields; the text
-//! limits in width units (CJK = 2); and the mapping of every documented `result` and
-//! `invalidUser` status to an [`Outcome`].
+//! `requestId` stable across retries of one push to one device); the group calls
+//! (`saveListPayload`, `pushToList`); the IM class fields; the text limits in width units
+//! (CJK = 2); and the mapping of every documented `result` and `invalidUser(s)` status to an
+//! [`Outcome`].
 //!
 //! IM class fields (credential keys, vivo.md §3.1):
 //! - `classification` (default `1` = system message, 系统消息): system messages have no
@@ -16,19 +17,29 @@
 //!   system class.
 //! - `push_mode` (default `0` = live; `1` = test devices only).
 //!
-//! One device per request (`max_batch` 1). vivo's group fan-out is two calls
-//! (`saveListPayload` → `taskId`, then `pushToList` with 2..1000 regIds), which the
-//! single-request [`Vendor::request`] cannot express: it needs a prepare step in the shared
-//! layer (one call per batch key whose answer feeds every chunk's request). The mock already
-//! serves both calls.
+//! Group fan-out (vivo.md §3.2): a single device goes through `/message/send`; a batch of 2 to
+//! [`LIST_MAX_TARGETS`] devices with the same content (same [`Vendor::batch_key`]: the hash of
+//! the saved payload, which has no badge) goes through the shared layer's prepare step:
+//! [`Vendor::prepare`] uploads the payload (`saveListPayload`, `requestId` derived from the
+//! payload so it is stable per message), [`Vendor::parse_prepare`] reads its `taskId`, and
+//! [`Vendor::request_prepared`] sends `pushToList` with the regIds, the `taskId` and a
+//! `requestId` of its own (stable across the batch's retries). Its answer is read per regId:
+//! the ones listed in `invalidUsers` (or `data`) get their status's outcome, every other one is
+//! delivered; a non-zero `result` applies to the whole list, except 10302 (an invalid regId,
+//! unnamed): only the regIds that do not look like one are pruned, the rest retried
+//! (`list_reg_id_rejected`), since pruning up to 1000 good tokens for one bad one is worse.
 //!
 //! Deliberately not here: caching the auth token (the shared auth cache; [`AUTH_REFRESH_AFTER`]
-//! tells it when), retries, parking on the daily quota, statistics, receipts (`extra.callback`).
+//! tells it when), grouping pushes into batches and keeping a batch's `taskId` for its retries
+//! (the shared layer), retries, parking on the daily quota, statistics, receipts
+//! (`extra.callback`).
 //!
 //! ```text
 //! appId + appKey + timestamp + appSecret ─md5─▶ POST /message/auth ─▶ parse_auth ─▶ authToken
 //! VendorPush + regId ─▶ POST /message/send  (header authToken, JSON body, requestId)
 //! {result, desc, taskId, invalidUser{status,userid}} (HTTP 200) ─▶ Outcome
+//! VendorPush ─▶ POST /message/saveListPayload (no regId, TTL ≥ 900 s) ─▶ parse_prepare ─▶ taskId
+//! regIds (2..1000) + taskId ─▶ POST /message/pushToList ─▶ {result, invalidUsers[…]} ─▶ Outcome per regId
 //! ```
 
 use std::collections::BTreeMap;
@@ -36,7 +47,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -54,6 +65,29 @@ pub const AUTH_PATH: &str = "message/auth";
 
 /// The single send, relative to the endpoint.
 pub const SEND_PATH: &str = "message/send";
+
+/// The group payload upload (answers a `taskId`), relative to the endpoint.
+pub const SAVE_LIST_PATH: &str = "message/saveListPayload";
+
+/// The send of a saved payload to a list of regIds, relative to the endpoint.
+pub const PUSH_TO_LIST_PATH: &str = "message/pushToList";
+
+/// Most regIds one `pushToList` takes (and so `max_batch`); fewer than
+/// [`LIST_MIN_TARGETS`] go through `/message/send`.
+pub const LIST_MAX_TARGETS: usize = 1000;
+
+/// Fewest regIds one `pushToList` takes.
+pub const LIST_MIN_TARGETS: usize = 2;
+
+/// `timeToLive` bounds of a saved group payload, in seconds.
+pub const LIST_TTL_RANGE_SECS: (u64, u64) = (900, 604_800);
+
+/// Length of a regId as the SDK checks it. Unverified whether newer regIds can differ: pushd
+/// only uses it to tell which regIds of a list vivo refused as a whole (10302) look malformed.
+pub const REG_ID_LEN: usize = 23;
+
+/// `result` for an invalid regId (per single send: prune it).
+pub const INVALID_REG_ID_RESULT: i64 = 10302;
 
 /// The header carrying the auth token on every call but auth.
 pub const AUTH_HEADER: &str = "authtoken";
@@ -151,6 +185,8 @@ impl fmt::Debug for VivoConfig {
 pub struct Vivo {
     auth_url: url::Url,
     send_url: url::Url,
+    save_list_url: url::Url,
+    push_to_list_url: url::Url,
     app_id: u64,
     app_key: String,
     app_secret: String,
@@ -187,11 +223,12 @@ fn no_pairs(map: &&BTreeMap<String, String>) -> bool {
     map.is_empty()
 }
 
-/// `/message/send` body (vivo.md §3.1).
+/// `/message/send` body (vivo.md §3.1); without `regId`, the `saveListPayload` body (§3.2).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SendBody<'a> {
-    reg_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reg_id: Option<&'a str>,
     /// 1 none, 2 sound, 3 vibrate, 4 sound + vibrate.
     notify_type: u8,
     title: String,
@@ -211,6 +248,15 @@ struct SendBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     category: Option<&'a str>,
     push_mode: u8,
+}
+
+/// `/message/pushToList` body (vivo.md §3.2).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PushToListBody<'a> {
+    reg_ids: Vec<&'a str>,
+    task_id: &'a str,
+    request_id: String,
 }
 
 /// Lower-case hex MD5 of `input`.
@@ -265,12 +311,29 @@ fn request_id(push: &VendorPush, token: &Token) -> String {
         Some(msg) => msg.clone(),
         None => format!("{}\n{}\n{:?}", push.title, push.body, push.data),
     };
-    let h = md5_hex(&format!("{identity}\n{}", token.as_str()));
+    uuid_shaped(&md5_hex(&format!("{identity}\n{}", token.as_str())))
+}
+
+/// A 32-char hex digest written as a UUID (36 chars, within the 64 of `requestId`).
+fn uuid_shaped(h: &str) -> String {
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+/// The `requestId` of one `pushToList`: the same for every retry of this list with this task,
+/// different for every other list (a chunk of the same message) or task.
+fn list_request_id(task_id: &str, reg_ids: &[&str]) -> String {
+    uuid_shaped(&md5_hex(&format!("pushToList\n{task_id}\n{}", reg_ids.join(","))))
+}
+
+/// Whether `reg_id` has the shape the SDK checks (23 ASCII letters or digits).
+fn looks_like_reg_id(reg_id: &str) -> bool {
+    reg_id.len() == REG_ID_LEN && reg_id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The Retry outcome of a non-200 answer.
+fn http_outcome(status: StatusCode, headers: &HeaderMap) -> Outcome {
+    let reason = if status.is_server_error() { "http_5xx" } else { "http_status" };
+    Outcome::Retry { after: super::retry_after(headers), reason }
 }
 
 /// A number that may come as a JSON number or a decimal string.
@@ -279,10 +342,10 @@ fn int(v: &Value) -> Option<i64> {
 }
 
 /// The `invalidUser` status reported for `reg_id`: the `invalidUser` object of a send, or an
-/// entry of the `invalidUsers` / `data` list (the SDK reads both). An entry without `userid`
-/// on a single send is about its only target.
-fn invalid_user_status(answer: &Value, reg_id: &str) -> Option<i64> {
-    let names = |e: &Value| e.get("userid").and_then(Value::as_str).is_none_or(|u| u == reg_id);
+/// entry of the `invalidUsers` / `data` list (the SDK reads both). An `invalidUser` without
+/// `userid` is about the only target of a single send (`only`), never about a whole list.
+fn invalid_user_status(answer: &Value, reg_id: &str, only: bool) -> Option<i64> {
+    let names = |e: &Value| e.get("userid").and_then(Value::as_str).map_or(only, |u| u == reg_id);
     if let Some(one) = answer.get("invalidUser").filter(|v| v.is_object()) {
         if names(one) {
             return one.get("status").and_then(int);
@@ -316,7 +379,7 @@ pub fn outcome_for_result(result: i64) -> Outcome {
         RATE_LIMITED_RESULT => Outcome::Retry { after: Some(RATE_LIMIT_RETRY_AFTER), reason: "rate_limited" },
         DAILY_QUOTA_RESULT => Outcome::QuotaExhausted { until: None, reason: "daily_quota" },
         LIST_QUOTA_RESULT => Outcome::QuotaExhausted { until: None, reason: "list_payload_quota" },
-        10302 => Outcome::InvalidToken { reason: "invalid_reg_id", since: None },
+        INVALID_REG_ID_RESULT => Outcome::InvalidToken { reason: "invalid_reg_id", since: None },
         10050 => fatal("no_target"),
         10054 => fatal("invalid_notify_type"),
         10055 => fatal("title_empty"),
@@ -364,6 +427,8 @@ impl Vivo {
         Ok(Vivo {
             auth_url: join(AUTH_PATH)?,
             send_url: join(SEND_PATH)?,
+            save_list_url: join(SAVE_LIST_PATH)?,
+            push_to_list_url: join(PUSH_TO_LIST_PATH)?,
             app_id: cfg.app_id,
             // vivo signs the trimmed strings (doc 2.9.2).
             app_key: cfg.app_key.trim().to_owned(),
@@ -392,7 +457,27 @@ impl Vivo {
         })
     }
 
+    /// The body of a single send to `token` (TTL 60 s .. 7 days).
     fn send_body<'a>(&'a self, push: &'a VendorPush, token: &'a Token) -> Result<SendBody<'a>, BuildError> {
+        let mut body = self.content_body(push, TTL_RANGE_SECS)?;
+        body.reg_id = Some(token.as_str());
+        body.request_id = request_id(push, token);
+        Ok(body)
+    }
+
+    /// The `saveListPayload` body (TTL 15 min .. 7 days) and its encoding without `requestId`:
+    /// what a group batch shares. Its `requestId` is derived from that encoding, so it is the
+    /// same for every upload of this message's content (every chunk, every retry).
+    fn list_payload<'a>(&'a self, push: &'a VendorPush) -> Result<(SendBody<'a>, Vec<u8>), BuildError> {
+        let mut body = self.content_body(push, LIST_TTL_RANGE_SECS)?;
+        let content =
+            serde_json::to_vec(&body).map_err(|_| BuildError::Payload("vivo message could not be encoded"))?;
+        body.request_id = uuid_shaped(&md5_hex(&format!("saveListPayload\n{}", String::from_utf8_lossy(&content))));
+        Ok((body, content))
+    }
+
+    /// Everything of a send but the target and the `requestId` (left empty).
+    fn content_body<'a>(&'a self, push: &'a VendorPush, ttl: (u64, u64)) -> Result<SendBody<'a>, BuildError> {
         if push.push_type == PushType::Silent {
             return Err(BuildError::Payload("vivo has no silent (pass-through) pushes"));
         }
@@ -406,21 +491,58 @@ impl Vivo {
         }
         let ring = push.sound.is_some() || push.push_type == PushType::Voip;
         Ok(SendBody {
-            reg_id: token.as_str(),
+            reg_id: None,
             notify_type: if ring { 4 } else { 1 },
             title: truncate_width(&push.title, TITLE_MAX_WIDTH),
             content: truncate_width(&push.body, CONTENT_MAX_WIDTH),
-            time_to_live: push.ttl.map(|t| t.as_secs().clamp(TTL_RANGE_SECS.0, TTL_RANGE_SECS.1)),
+            time_to_live: push.ttl.map(|t| t.as_secs().clamp(ttl.0, ttl.1)),
             skip_type: if self.skip_content.is_some() { 4 } else { 1 },
             skip_content: self.skip_content.as_deref(),
             network_type: -1,
             client_custom_map: &push.data,
-            request_id: request_id(push, token),
+            request_id: String::new(),
             classification: self.classification,
             category: self.category.as_deref(),
             push_mode: self.push_mode,
         })
     }
+
+    /// A JSON POST to `url` carrying the `authToken` header.
+    fn authed_post(
+        &self,
+        url: &url::Url,
+        auth: Option<&AuthToken>,
+        body: &impl Serialize,
+    ) -> Result<VendorRequest, BuildError> {
+        let auth = auth.ok_or(BuildError::Signing("vivo sends need an authToken"))?;
+        let body = serde_json::to_vec(body).map_err(|_| BuildError::Payload("vivo message could not be encoded"))?;
+        let mut headers = json_headers();
+        let value = HeaderValue::from_str(&auth.value)
+            .map_err(|_| BuildError::Signing("vivo authToken is not a valid header value"))?;
+        headers.insert(HeaderName::from_static(AUTH_HEADER), value);
+        Ok(VendorRequest { method: Method::POST, url: url.clone(), headers, body: Bytes::from(body) })
+    }
+}
+
+/// The outcomes of a list vivo refused as a whole with 10302 (a regId is invalid, which one
+/// unsaid): pruning the whole list would drop up to 1000 good tokens. The regIds that do not
+/// look like regIds are pruned and the others retried without them (the retry keeps the
+/// `taskId`); when none looks malformed, the list is Fatal (pushd cannot tell which one).
+fn list_reg_id_rejected(tokens: &[Token]) -> Vec<Outcome> {
+    let malformed = tokens.iter().filter(|t| !looks_like_reg_id(t.as_str())).count();
+    let others = if malformed == 0 {
+        Outcome::Fatal { reason: "list_reg_id_rejected" }
+    } else {
+        Outcome::Retry { after: None, reason: "list_reg_id_rejected" }
+    };
+    let outcome = |t: &Token| {
+        if looks_like_reg_id(t.as_str()) {
+            others.clone()
+        } else {
+            Outcome::InvalidToken { reason: "invalid_reg_id", since: None }
+        }
+    };
+    tokens.iter().map(outcome).collect()
 }
 
 fn json_headers() -> HeaderMap {
@@ -478,6 +600,17 @@ impl Vendor for Vivo {
         width(&push.body)
     }
 
+    /// A group batch needs no badge: the hash of the saved payload, so a group message to many
+    /// users (each with their own badge) goes out as one list push.
+    fn batch_key(&self, push: &VendorPush) -> Option<u64> {
+        let (_, content) = self.list_payload(push).ok()?;
+        Some(super::batch_key_of(&content))
+    }
+
+    fn max_batch(&self) -> usize {
+        LIST_MAX_TARGETS
+    }
+
     fn request(
         &self,
         push: &VendorPush,
@@ -488,34 +621,91 @@ impl Vendor for Vivo {
         let [token] = tokens else {
             return Err(BuildError::Payload("vivo /message/send takes exactly one regId"));
         };
-        let auth = auth.ok_or(BuildError::Signing("vivo sends need an authToken"))?;
-        let body = serde_json::to_vec(&self.send_body(push, token)?)
-            .map_err(|_| BuildError::Payload("vivo message could not be encoded"))?;
-        let mut headers = json_headers();
-        let value = HeaderValue::from_str(&auth.value)
-            .map_err(|_| BuildError::Signing("vivo authToken is not a valid header value"))?;
-        headers.insert(HeaderName::from_static(AUTH_HEADER), value);
-        Ok(VendorRequest { method: Method::POST, url: self.send_url.clone(), headers, body: Bytes::from(body) })
+        self.authed_post(&self.send_url, auth, &self.send_body(push, token)?)
     }
 
-    fn classify(&self, tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
-        let outcome = |token: &Token| -> Outcome {
-            if status != StatusCode::OK {
-                let reason = if status.is_server_error() { "http_5xx" } else { "http_status" };
-                return Outcome::Retry { after: retry_after(headers), reason };
-            }
-            let Some((result, answer)) = parse_answer(body) else {
-                return Outcome::Retry { after: None, reason: "bad_answer" };
-            };
-            if result != 0 {
-                return outcome_for_result(result);
-            }
-            match invalid_user_status(&answer, token.as_str()) {
-                Some(status) => outcome_for_invalid_user(status),
-                None => Outcome::Delivered,
-            }
+    /// `saveListPayload` for a batch of 2 or more regIds; `None` for one (`/message/send`).
+    fn prepare(
+        &self,
+        push: &VendorPush,
+        tokens: &[Token],
+        auth: Option<&AuthToken>,
+        _now: Timestamp,
+    ) -> Option<Result<VendorRequest, BuildError>> {
+        if tokens.len() < LIST_MIN_TARGETS {
+            return None;
+        }
+        Some(self.list_payload(push).and_then(|(body, _)| self.authed_post(&self.save_list_url, auth, &body)))
+    }
+
+    /// The `taskId` of a `saveListPayload` answer. Errors classify as for a send: the daily
+    /// quotas (10070, 10252) park, 10000 refreshes the token, the rate limit retries, a missing
+    /// `taskId` or an unreadable answer retries; every other code (10302 included: the upload
+    /// names no regId) is Fatal for the batch.
+    fn parse_prepare(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<String, Outcome> {
+        if status != StatusCode::OK {
+            return Err(http_outcome(status, headers));
+        }
+        let bad_answer = Outcome::Retry { after: None, reason: "bad_answer" };
+        let Some((result, answer)) = parse_answer(body) else {
+            return Err(bad_answer);
         };
-        tokens.iter().map(outcome).collect()
+        if result == 0 {
+            let task = answer.get("taskId").and_then(super::code_text).filter(|t| !t.is_empty());
+            return task.ok_or(bad_answer);
+        }
+        Err(match outcome_for_result(result) {
+            o @ (Outcome::QuotaExhausted { .. } | Outcome::RefreshAuth { .. } | Outcome::Retry { .. }) => o,
+            Outcome::Fatal { reason } => Outcome::Fatal { reason },
+            Outcome::Delivered | Outcome::InvalidToken { .. } => Outcome::Fatal { reason: "list_payload_rejected" },
+        })
+    }
+
+    /// `pushToList`: the saved payload `prepared` to 2..=1000 regIds, with a `requestId` of its
+    /// own.
+    fn request_prepared(
+        &self,
+        _push: &VendorPush,
+        tokens: &[Token],
+        auth: Option<&AuthToken>,
+        prepared: &str,
+        _now: Timestamp,
+    ) -> Result<VendorRequest, BuildError> {
+        if !(LIST_MIN_TARGETS..=LIST_MAX_TARGETS).contains(&tokens.len()) {
+            return Err(BuildError::Payload("vivo pushToList takes 2 to 1000 regIds"));
+        }
+        if prepared.is_empty() {
+            return Err(BuildError::Payload("vivo pushToList needs a taskId"));
+        }
+        let reg_ids: Vec<&str> = tokens.iter().map(Token::as_str).collect();
+        let request_id = list_request_id(prepared, &reg_ids);
+        self.authed_post(&self.push_to_list_url, auth, &PushToListBody { reg_ids, task_id: prepared, request_id })
+    }
+
+    /// One outcome per regId, for `/message/send` and `pushToList` answers alike: a non-zero
+    /// `result` applies to every regId of the request (except 10302 on a list, see
+    /// `list_reg_id_rejected`); with `result` 0 the regIds listed in `invalidUser(s)` get their
+    /// status's outcome and all others are delivered.
+    fn classify(&self, tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
+        let all = |o: Outcome| vec![o; tokens.len()];
+        if status != StatusCode::OK {
+            return all(http_outcome(status, headers));
+        }
+        let Some((result, answer)) = parse_answer(body) else {
+            return all(Outcome::Retry { after: None, reason: "bad_answer" });
+        };
+        match result {
+            0 => {
+                let only = tokens.len() == 1;
+                let outcome = |t: &Token| match invalid_user_status(&answer, t.as_str(), only) {
+                    Some(status) => outcome_for_invalid_user(status),
+                    None => Outcome::Delivered,
+                };
+                tokens.iter().map(outcome).collect()
+            }
+            INVALID_REG_ID_RESULT if tokens.len() > 1 => list_reg_id_rejected(tokens),
+            _ => all(outcome_for_result(result)),
+        }
     }
 }
 
@@ -811,8 +1001,257 @@ mod tests {
         let two = [token(REG_ID), token("15580731370251120044392")];
         assert!(matches!(v.request(&push(), &two, Some(&auth()), at_ms(0)), Err(BuildError::Payload(_))));
         assert!(matches!(v.request(&push(), &t, None, at_ms(0)), Err(BuildError::Signing(_))));
-        assert_eq!(v.max_batch(), 1);
-        assert_eq!(v.batch_key(&push()), None);
+        assert_eq!(v.batch_key(&silent), None, "never batched: no list payload either");
+        assert!(matches!(v.prepare(&silent, &two, Some(&auth()), at_ms(0)), Some(Err(BuildError::Payload(_)))));
+    }
+
+    const REG_B: &str = "15580731370251120044392";
+    const REG_C: &str = "15580731370251120044393";
+
+    fn list() -> Vec<Token> {
+        [REG_ID, REG_B, REG_C].into_iter().map(token).collect()
+    }
+
+    #[test]
+    fn a_group_batch_uploads_its_payload_once_without_a_reg_id_with_the_im_class_and_a_list_ttl() {
+        let mut p = push();
+        p.ttl = Some(Duration::from_secs(60));
+        let r = vivo()
+            .prepare(&p, &list(), Some(&auth()), at_ms(1_700_000_000_000))
+            .expect("a batch of three needs the upload")
+            .expect("request");
+        assert_eq!(r.method, Method::POST);
+        assert_eq!(r.url.as_str(), "https://api-push.vivo.com.cn/message/saveListPayload");
+        assert_eq!(r.headers["authToken"], "1f0e7f0c-5a1d-4f6b-9c3e-0d2b7a9e4c11");
+        assert_eq!(r.headers[CONTENT_TYPE], "application/json;charset=UTF-8");
+        let body: Value = serde_json::from_slice(&r.body).expect("json");
+        let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+        assert_eq!(
+            body,
+            json!({
+                "notifyType": 4,
+                "title": "Alice",
+                "content": "See you at 6?",
+                "timeToLive": 900,
+                "skipType": 1,
+                "networkType": -1,
+                "clientCustomMap": { "conv": "c42", "msg": "7f3c", "sender": "alice" },
+                "requestId": request_id,
+                "classification": 1,
+                "category": "IM",
+                "pushMode": 0
+            })
+        );
+        assert_eq!(request_id.len(), 36);
+    }
+
+    #[test]
+    fn a_single_device_needs_no_upload_and_a_batch_without_auth_cannot_upload() {
+        let v = vivo();
+        assert!(v.prepare(&push(), &[token(REG_ID)], Some(&auth()), at_ms(0)).is_none());
+        assert!(matches!(v.prepare(&push(), &list(), None, at_ms(0)), Some(Err(BuildError::Signing(_)))));
+        assert_eq!(v.max_batch(), LIST_MAX_TARGETS);
+        assert_eq!(LIST_MAX_TARGETS, 1000);
+    }
+
+    #[test]
+    fn the_upload_request_id_is_stable_per_message_and_differs_from_every_send_request_id() {
+        let v = vivo();
+        let id = |p: &VendorPush| -> String {
+            let r = v.prepare(p, &list(), Some(&auth()), at_ms(0)).expect("upload").expect("request");
+            serde_json::from_slice::<Value>(&r.body).expect("json")["requestId"].as_str().expect("id").to_owned()
+        };
+        let a = id(&push());
+        let mut later = push();
+        later.created_at = at_ms(1_700_000_999_000);
+        later.badge = Some(7);
+        assert_eq!(id(&later), a, "same message, same upload");
+        let mut other = push();
+        other.data.insert("msg".into(), "8a01".into());
+        assert_ne!(id(&other), a);
+        let mut reworded = push();
+        reworded.body = "See you at 7?".into();
+        assert_ne!(id(&reworded), a, "other content under the same message id is another upload");
+        let sends: Vec<String> = list().iter().map(|t| v.send_body(&push(), t).expect("body").request_id).collect();
+        assert!(!sends.contains(&a));
+    }
+
+    #[test]
+    fn the_list_push_names_the_task_and_every_reg_id_with_a_request_id_of_its_own() {
+        let v = vivo();
+        let now = at_ms(1_700_000_000_000);
+        let r = v.request_prepared(&push(), &list(), Some(&auth()), "576000000000001", now).expect("request");
+        assert_eq!(r.method, Method::POST);
+        assert_eq!(r.url.as_str(), "https://api-push.vivo.com.cn/message/pushToList");
+        assert_eq!(r.headers["authToken"], "1f0e7f0c-5a1d-4f6b-9c3e-0d2b7a9e4c11");
+        let body: Value = serde_json::from_slice(&r.body).expect("json");
+        let request_id = body["requestId"].as_str().expect("requestId").to_owned();
+        assert_eq!(
+            body,
+            json!({ "regIds": [REG_ID, REG_B, REG_C], "taskId": "576000000000001", "requestId": request_id })
+        );
+        assert_eq!(request_id.len(), 36);
+        let id = |tokens: &[Token], task: &str| {
+            let r = v.request_prepared(&push(), tokens, Some(&auth()), task, now).expect("request");
+            serde_json::from_slice::<Value>(&r.body).expect("json")["requestId"].clone()
+        };
+        assert_eq!(id(&list(), "576000000000001"), request_id.as_str(), "a retry reuses it");
+        assert_ne!(id(&list()[..2], "576000000000001"), request_id.as_str(), "another chunk");
+        assert_ne!(id(&list(), "576000000000002"), request_id.as_str(), "another task");
+    }
+
+    #[test]
+    fn a_list_push_takes_two_to_a_thousand_reg_ids_a_task_and_a_token() {
+        let v = vivo();
+        let many: Vec<Token> = (0..1001).map(|i| token(&format!("{i:023}"))).collect();
+        let build = |tokens: &[Token], task: &str, auth: Option<&AuthToken>| {
+            v.request_prepared(&push(), tokens, auth, task, at_ms(0))
+        };
+        assert!(build(&many[..1000], "1", Some(&auth())).is_ok());
+        assert!(matches!(build(&many, "1", Some(&auth())), Err(BuildError::Payload(_))));
+        assert!(matches!(build(&many[..1], "1", Some(&auth())), Err(BuildError::Payload(_))));
+        assert!(matches!(build(&list(), "", Some(&auth())), Err(BuildError::Payload(_))));
+        assert!(matches!(build(&list(), "1", None), Err(BuildError::Signing(_))));
+    }
+
+    #[test]
+    fn pushes_differing_only_in_what_vivo_does_not_send_share_a_batch_key() {
+        let v = vivo();
+        let key = v.batch_key(&push()).expect("batchable");
+        let mut other_user = push();
+        other_user.badge = Some(41);
+        other_user.priority = Priority::Normal;
+        other_user.thread_id = None;
+        other_user.collapse_id = Some("c".into());
+        other_user.created_at = at_ms(1_700_000_001_000);
+        assert_eq!(v.batch_key(&other_user), Some(key), "badge, priority, thread, collapse id are not sent");
+        let mut minute = push();
+        minute.ttl = Some(Duration::from_secs(60));
+        let mut ten_minutes = push();
+        ten_minutes.ttl = Some(Duration::from_secs(600));
+        assert_eq!(v.batch_key(&minute), v.batch_key(&ten_minutes), "both saved with the list minimum of 900 s");
+        let changes: [fn(&mut VendorPush); 5] = [
+            |p| p.title = "Bob".into(),
+            |p| p.body = "later".into(),
+            |p| p.sound = None,
+            |p| p.ttl = Some(Duration::from_secs(3600)),
+            |p| {
+                p.data.insert("msg".into(), "8a01".into());
+            },
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut p = push();
+            change(&mut p);
+            assert_ne!(v.batch_key(&p), Some(key), "change {i} is sent");
+        }
+    }
+
+    #[test]
+    fn the_upload_answer_gives_the_task_id_or_classifies_as_a_send_does() {
+        use Outcome::*;
+        let v = vivo();
+        let parse = |status: u16, body: &str| {
+            let status = StatusCode::from_u16(status).expect("status");
+            v.parse_prepare(status, &HeaderMap::new(), body.as_bytes())
+        };
+        assert_eq!(
+            parse(200, r#"{"result":0,"desc":"请求成功","taskId":"576000000000001"}"#),
+            Ok("576000000000001".into())
+        );
+        assert_eq!(
+            parse(200, r#"{"result":"0","desc":"请求成功","taskId":576000000000002}"#),
+            Ok("576000000000002".into())
+        );
+        let errors: Vec<(u16, &str, Outcome)> = vec![
+            (
+                200,
+                r#"{"result":10252,"desc":"超过批量推送限制"}"#,
+                QuotaExhausted { until: None, reason: "list_payload_quota" },
+            ),
+            (
+                200,
+                r#"{"result":10070,"desc":"发送总量超出限制"}"#,
+                QuotaExhausted { until: None, reason: "daily_quota" },
+            ),
+            (200, r#"{"result":10000,"desc":"authToken不合法或已过期"}"#, RefreshAuth { reason: "auth_token_invalid" }),
+            (
+                200,
+                r#"{"result":10071,"desc":"超过调用频率限制"}"#,
+                Retry { after: Some(Duration::from_secs(1)), reason: "rate_limited" },
+            ),
+            (200, r#"{"result":10055,"desc":"title不能为空"}"#, Fatal { reason: "title_empty" }),
+            (200, r#"{"result":10059,"desc":"timeToLive不合法"}"#, Fatal { reason: "invalid_ttl" }),
+            (200, r#"{"result":11000,"desc":"classification不合法"}"#, Fatal { reason: "invalid_classification" }),
+            (200, r#"{"result":10302,"desc":"regId不合法"}"#, Fatal { reason: "list_payload_rejected" }),
+            (200, r#"{"result":0,"desc":"请求成功"}"#, Retry { after: None, reason: "bad_answer" }),
+            (200, r#"{"result":0,"taskId":""}"#, Retry { after: None, reason: "bad_answer" }),
+            (200, "<html>502</html>", Retry { after: None, reason: "bad_answer" }),
+            (500, "Internet server error!", Retry { after: None, reason: "http_5xx" }),
+            (404, "", Retry { after: None, reason: "http_status" }),
+        ];
+        for (status, body, expected) in errors {
+            assert_eq!(parse(status, body), Err(expected), "{status} {body}");
+        }
+    }
+
+    fn list_answer(body: &str) -> Vec<Outcome> {
+        vivo().classify(&list(), StatusCode::OK, &HeaderMap::new(), body.as_bytes())
+    }
+
+    #[test]
+    fn a_list_answer_prunes_exactly_the_listed_reg_ids_and_delivers_the_rest() {
+        use Outcome::*;
+        let recorded = json!({
+            "result": 0, "desc": "请求成功", "taskId": "576000000000001",
+            "invalidUsers": [{ "status": 1, "userid": REG_B }, { "status": 4, "userid": REG_C }]
+        });
+        assert_eq!(
+            list_answer(&recorded.to_string()),
+            vec![
+                Delivered,
+                InvalidToken { reason: "unknown_reg_id", since: None },
+                Fatal { reason: "not_test_device" }
+            ]
+        );
+        let as_data = json!({ "result": 0, "taskId": "1", "data": [{ "status": "3", "userid": REG_ID }] });
+        assert_eq!(
+            list_answer(&as_data.to_string()),
+            vec![InvalidToken { reason: "inactive", since: None }, Delivered, Delivered]
+        );
+        let clean = r#"{"result":0,"desc":"请求成功","taskId":"576000000000001","invalidUsers":[]}"#;
+        assert_eq!(list_answer(clean), vec![Delivered; 3]);
+        // Only a single send's invalidUser may leave out whom it is about.
+        let unnamed = r#"{"result":0,"taskId":"1","invalidUser":{"status":1}}"#;
+        assert_eq!(list_answer(unnamed), vec![Delivered; 3]);
+        assert_eq!(answer(200, unnamed), InvalidToken { reason: "unknown_reg_id", since: None });
+    }
+
+    #[test]
+    fn a_refused_list_answers_every_reg_id_alike() {
+        use Outcome::*;
+        let refused = |result: i64| list_answer(&json!({ "result": result, "desc": "recorded" }).to_string());
+        assert_eq!(refused(10070), vec![QuotaExhausted { until: None, reason: "daily_quota" }; 3]);
+        assert_eq!(refused(10000), vec![RefreshAuth { reason: "auth_token_invalid" }; 3]);
+        assert_eq!(refused(10071), vec![Retry { after: Some(Duration::from_secs(1)), reason: "rate_limited" }; 3]);
+        assert_eq!(refused(10151), vec![Fatal { reason: "task_id_empty" }; 3]);
+        assert_eq!(refused(10153), vec![Fatal { reason: "list_size" }; 3]);
+        let http = vivo().classify(&list(), StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"");
+        assert_eq!(http, vec![Retry { after: None, reason: "http_5xx" }; 3]);
+    }
+
+    #[test]
+    fn a_list_refused_for_an_invalid_reg_id_prunes_only_the_malformed_ones() {
+        use Outcome::*;
+        let v = vivo();
+        let body = r#"{"result":10302,"desc":"regId不合法"}"#.as_bytes();
+        let tokens = [token(REG_ID), token("not-a-regid"), token(REG_C)];
+        let retry = Retry { after: None, reason: "list_reg_id_rejected" };
+        assert_eq!(
+            v.classify(&tokens, StatusCode::OK, &HeaderMap::new(), body),
+            vec![retry.clone(), InvalidToken { reason: "invalid_reg_id", since: None }, retry]
+        );
+        assert_eq!(list_answer("{\"result\":10302}"), vec![Fatal { reason: "list_reg_id_rejected" }; 3]);
+        assert_eq!(answer(200, "{\"result\":10302}"), InvalidToken { reason: "invalid_reg_id", since: None });
     }
 
     fn answer(status: u16, body: &str) -> Outcome {
