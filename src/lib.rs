@@ -196,8 +196,7 @@ pub async fn run(
     let api_state = web::Data::new(api::gateway::ApiState { registry: registry.clone(), api: settings.api.clone() });
     let max_body = settings.api.max_body_bytes;
     let gateway_addr = listeners.gateway.local_addr()?;
-    let matrix_state =
-        web::Data::new(api::matrix::MatrixState::new(registry.clone(), settings.matrix.clone()));
+    let matrix_state = web::Data::new(api::matrix::MatrixState::new(registry.clone(), settings.matrix.clone()));
     // Without its own listener, the Matrix endpoint shares the gateway's (when enabled).
     let matrix_on_gateway = settings.matrix.enabled && listeners.matrix.is_none();
     let gateway_matrix = matrix_state.clone();
