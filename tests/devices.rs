@@ -6,19 +6,7 @@ mod support;
 
 use pushd::mock_vendor::Received;
 use serde_json::{json, Value};
-use support::{apns_token, TestDaemon, WAIT};
-
-/// The devices `user` has listed.
-async fn devices(d: &TestDaemon, user: &str) -> Vec<Value> {
-    let (status, body) = d.get(&format!("/v1/users/{user}/devices")).await;
-    assert_eq!(status, 200, "{body}");
-    body["devices"].as_array().unwrap_or_else(|| panic!("no device list: {body}")).clone()
-}
-
-/// The listed device `device` of `user`, if listed.
-async fn device(d: &TestDaemon, user: &str, device: &str) -> Option<Value> {
-    devices(d, user).await.into_iter().find(|x| x["device"] == device)
-}
+use support::{apns_token, masked, TestDaemon};
 
 /// PUTs `body` as `user`/`device`; asserts 200 and returns the answer.
 async fn register(d: &TestDaemon, user: &str, device: &str, body: Value) -> Value {
@@ -27,27 +15,9 @@ async fn register(d: &TestDaemon, user: &str, device: &str, body: Value) -> Valu
     answer
 }
 
-/// What the token listing should show: first 6 and last 4 characters.
-fn masked(token: &str) -> String {
-    format!("{}…{}", &token[..6], &token[token.len() - 4..])
-}
-
 /// The message ids the APNs mock received for `token`, in arrival order.
 fn pushed_ids(got: &[Received]) -> Vec<String> {
     got.iter().map(|r| r.body["msg"].as_str().unwrap_or_default().to_owned()).collect()
-}
-
-/// Polls the device listing until `pred` holds (bounded; the listing is read-only).
-async fn wait_device(d: &TestDaemon, user: &str, dev: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let listed = device(d, user, dev).await.unwrap_or(Value::Null);
-        if pred(&listed) {
-            return listed;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{user}/{dev} never matched; last: {listed:#}");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
 }
 
 #[actix_rt::test]
@@ -63,7 +33,7 @@ async fn a_registered_device_is_listed_with_its_token_masked() {
     .await;
     assert_eq!(answer["token"], masked(&token));
 
-    let list = devices(&d, "bob").await;
+    let list = d.devices("bob").await;
     assert_eq!(list.len(), 1, "{list:?}");
     let dev = &list[0];
     assert_eq!(dev["device"], "phone");
@@ -83,7 +53,7 @@ async fn re_registering_a_device_updates_it_and_pushes_go_to_the_new_token() {
     let new = apns_token("bob/phone/reinstalled");
     register(&d, "bob", "phone", json!({"credential": "test-apns", "token": new, "timezone": "Asia/Shanghai"})).await;
 
-    let list = devices(&d, "bob").await;
+    let list = d.devices("bob").await;
     assert_eq!(list.len(), 1, "re-registering must not add a device: {list:?}");
     assert_eq!(list[0]["token"], masked(&new));
     assert_eq!(list[0]["timezone"], "Asia/Shanghai");
@@ -105,9 +75,9 @@ async fn a_token_registered_by_another_user_moves_to_them_last_login_wins() {
 
     // Ann's device stays listed, without a token. The move reaches Ann's session
     // asynchronously, so wait for it (see the report on this race).
-    let ann = wait_device(&d, "ann", "phone", |x| x.is_object() && x["token"].is_null()).await;
+    let ann = d.wait_device("ann", "phone", |x| x.is_object() && x["token"].is_null()).await;
     assert_eq!(ann["credential"], "test-apns");
-    assert_eq!(device(&d, "ben", "phone").await.expect("ben's phone")["token"], masked(&shared));
+    assert_eq!(d.find_device("ben", "phone").await.expect("ben's phone")["token"], masked(&shared));
 
     d.send_text("for-ann", "alice", &["ann"], "hi Ann").await;
     assert_eq!(d.decision("ann", "for-ann", "phone").await, "no_token");
@@ -127,7 +97,7 @@ async fn logout_with_unbind_removes_the_device_and_it_gets_no_push() {
 
     let (status, body) = d.delete("/v1/users/bob/devices/phone").await;
     assert_eq!(status, 204, "{body}");
-    assert!(devices(&d, "bob").await.is_empty());
+    assert!(d.devices("bob").await.is_empty());
 
     d.send_text("m1", "alice", &["bob"], "hi").await;
     let entry = d.wait_trace("bob", "m1", |_| true).await;
@@ -146,7 +116,7 @@ async fn logout_without_unbind_keeps_the_device_and_it_still_gets_offline_pushes
 
     let (status, body) = d.delete("/v1/users/bob/devices/phone?unbind_token=false").await;
     assert_eq!(status, 204, "{body}");
-    let listed = device(&d, "bob", "phone").await.expect("the device stays");
+    let listed = d.find_device("bob", "phone").await.expect("the device stays");
     assert_eq!(listed["token"], masked(&token));
     assert_eq!(listed["presence"], "offline", "a logged-out device is offline");
 
@@ -165,7 +135,7 @@ async fn deleting_an_unknown_device_answers_404_and_changes_nothing() {
         assert_eq!(status, 404, "{path}: {body}");
         assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
     }
-    let list = devices(&d, "bob").await;
+    let list = d.devices("bob").await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["token"], masked(&token));
 }

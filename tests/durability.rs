@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pushd::clock::SystemClock;
-use pushd::mock_vendor::{MockAnswer, MockApns, MockApnsConfig, MockRule};
+use pushd::mock_vendor::{MockAnswer, MockApns, MockRule, MockServer, Received};
 use serde_json::{json, Value};
-use support::{apns_token, demo_file, TestDaemon, TestEnv, API_KEY, WAIT};
+use support::{apns_mock_config, apns_token, TestDaemon, TestEnv, API_KEY, WAIT};
 
 const EMBEDDED: &str = "[store]\nkind = \"embedded\"\n[api]\nadmin_keys = [\"admin-key-123\"]";
 
@@ -104,19 +104,7 @@ async fn a_burst_past_the_pending_bound_gets_429_and_loses_nothing() {
     // Every accepted message reaches its device exactly once.
     let expected: BTreeSet<(String, String)> =
         accepted.iter().map(|a| (format!("burst-{}", a.0), tokens[&a.1].clone())).collect();
-    let want = expected.clone();
-    let got = d
-        .apns
-        .wait_for(
-            move |r| {
-                let seen: BTreeSet<_> =
-                    r.iter().filter_map(|x| Some((x.body["msg"].as_str()?.to_owned(), x.token.clone()))).collect();
-                want.is_subset(&seen)
-            },
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+    let got = wait_pushed(&d.apns, expected, Duration::from_secs(30)).await.unwrap();
     let refused_ids: BTreeSet<String> = refused.iter().map(|a| format!("burst-{}", a.0)).collect();
     assert!(
         got.iter().all(|x| !refused_ids.contains(x.body["msg"].as_str().unwrap_or(""))),
@@ -186,16 +174,22 @@ fn start_child(config: &Path, dir: &Path) -> Child_ {
 }
 
 async fn mock_apns(env: &TestEnv) -> MockApns {
-    let mut cfg = MockApnsConfig::new(
-        "TEAM123456",
-        "KEY1234567",
-        std::fs::read_to_string(demo_file("apns-demo-key.pub.pem")).unwrap(),
-        "com.example.im",
-    );
-    cfg.tls = Some(env.tls.clone());
     // The child signs with the real clock.
-    cfg.clock = Arc::new(SystemClock);
-    MockApns::start(cfg).await.unwrap()
+    MockApns::start(apns_mock_config(env.tls.clone(), Arc::new(SystemClock))).await.unwrap()
+}
+
+/// Waits (up to `timeout`) until `mock` has received every `(message id, token)` of `want`; returns the record.
+async fn wait_pushed(
+    mock: &MockServer,
+    want: BTreeSet<(String, String)>,
+    timeout: Duration,
+) -> Result<Vec<Received>, String> {
+    let seen_all = move |r: &[Received]| {
+        let seen: BTreeSet<_> =
+            r.iter().filter_map(|x| Some((x.body["msg"].as_str()?.to_owned(), x.token.clone()))).collect();
+        want.is_subset(&seen)
+    };
+    mock.wait_for(seen_all, timeout).await
 }
 
 async fn post(http: &reqwest::Client, base: &str, path: &str, body: &Value) -> Option<u16> {
@@ -242,16 +236,7 @@ async fn kill_9_mid_stream_loses_no_accepted_message() {
     }
     assert!(accepted.len() >= 250, "most messages accepted: {}", accepted.len());
 
-    let want = accepted.clone();
-    let got = apns
-        .wait_for(
-            move |r| {
-                let seen: BTreeSet<_> =
-                    r.iter().filter_map(|x| Some((x.body["msg"].as_str()?.to_owned(), x.token.clone()))).collect();
-                want.is_subset(&seen)
-            },
-            Duration::from_secs(60),
-        )
+    let got = wait_pushed(&apns, accepted.clone(), Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("accepted messages lost: {e}"));
     let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();

@@ -11,14 +11,16 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::TimeZone;
 use pushd::mock_vendor::huawei::{tokens_of, MockHuawei, MockHuaweiConfig};
 use pushd::mock_vendor::{MockAnswer, MockRule, Received};
 use pushd::provider::huawei::DAILY_QUOTA_CODE;
 use serde_json::{json, Value};
-use support::{TestDaemon, TestEnv, WAIT};
+use support::{
+    after_china_midnight, attempts, masked, seed_hash, time_retry_gap, wait_requests_for, wait_tokens_total,
+    TestDaemon, TestEnv,
+};
 
 const APP_ID: &str = "104123456";
 const SECRET: &str = "huawei-test-app-secret";
@@ -27,31 +29,28 @@ const BADGE_CLASS: &str = "com.example.im.MainActivity";
 /// A daemon with a `test-huawei` credential pointing at a fresh mock. `extra` is TOML placed
 /// before the credential (e.g. a `[delivery]` table); `secret` is what the credential says.
 async fn start_with(extra: &str, secret: &str) -> (TestDaemon, MockHuawei) {
-    let env = TestEnv::new();
-    let mut cfg = MockHuaweiConfig::new(APP_ID, SECRET);
-    cfg.tls = Some(env.tls.clone());
-    cfg.clock = env.shared_clock();
-    cfg.require_im_category = true;
-    let mock = MockHuawei::start(cfg).await.expect("mock huawei starts");
-    let toml = format!(
-        r#"
-        {extra}
-        [credentials.test-huawei]
-        vendor = "huawei"
-        extra_roots = ["{ca}"]
-        app_id = "{APP_ID}"
-        client_secret = "{secret}"
-        token_url = "{token_url}"
-        send_url = "{url}"
-        channel_id = "chat"
-        badge_class = "{BADGE_CLASS}"
-        "#,
-        token_url = mock.token_url(),
-        url = mock.url(),
-        ca = env.ca_path.display(),
-    );
-    let d = TestDaemon::start_in(env, &toml, |_| {}).await;
-    (d, mock)
+    let mock = |env: &TestEnv| {
+        let mut cfg = MockHuaweiConfig::new(APP_ID, SECRET);
+        cfg.tls = Some(env.tls.clone());
+        cfg.clock = env.shared_clock();
+        cfg.require_im_category = true;
+        MockHuawei::start(cfg)
+    };
+    TestDaemon::start_with_mock(extra, "huawei", mock, |mock| {
+        format!(
+            r#"
+            app_id = "{APP_ID}"
+            client_secret = "{secret}"
+            token_url = "{token_url}"
+            send_url = "{url}"
+            channel_id = "chat"
+            badge_class = "{BADGE_CLASS}"
+            "#,
+            token_url = mock.token_url(),
+            url = mock.url(),
+        )
+    })
+    .await
 }
 
 async fn start(extra: &str) -> (TestDaemon, MockHuawei) {
@@ -60,76 +59,18 @@ async fn start(extra: &str) -> (TestDaemon, MockHuawei) {
 
 /// A push token shaped like Huawei's (`A–Z a–z 0–9 - _`, ~100 chars), stable per seed.
 fn hms_token(seed: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in seed.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = seed_hash(seed);
     format!("IQAAAACy0tEXAAD-{}{:016x}_{h:016x}", "x".repeat(64), h.rotate_left(29))
-}
-
-/// What the device listing shows of a token: first 6 and last 4 characters.
-fn masked(token: &str) -> String {
-    format!("{}…{}", &token[..6], &token[token.len() - 4..])
 }
 
 /// Registers `user`'s `device` on the Huawei credential, offline; returns its token.
 async fn register(d: &TestDaemon, user: &str, device: &str) -> String {
-    let token = hms_token(&format!("{user}/{device}"));
-    let (status, body) = d
-        .put(&format!("/v1/users/{user}/devices/{device}"), json!({"credential": "test-huawei", "token": token}))
-        .await;
-    assert_eq!(status, 200, "register: {body}");
-    d.presence(user, device, "offline").await;
-    token
+    d.register_offline(user, device, "test-huawei", &hms_token(&format!("{user}/{device}"))).await
 }
 
-/// The listed device `device` of `user`.
-async fn listed_device(d: &TestDaemon, user: &str, device: &str) -> Value {
-    let (status, body) = d.get(&format!("/v1/users/{user}/devices")).await;
-    assert_eq!(status, 200, "{body}");
-    body["devices"]
-        .as_array()
-        .and_then(|ds| ds.iter().find(|x| x["device"] == device))
-        .cloned()
-        .unwrap_or_else(|| panic!("{user}/{device} not listed: {body}"))
-}
-
-/// Waits until the trace of `message` shows `outcome` for `user`'s `device`; returns the device.
-async fn outcome(d: &TestDaemon, user: &str, message: &str, device: &str, outcome: &str) -> Value {
-    let entry = d
-        .wait_trace(user, message, |e| {
-            e["devices"]
-                .as_array()
-                .is_some_and(|ds| ds.iter().any(|x| x["device"] == device && x["push"]["outcome"] == outcome))
-        })
-        .await;
-    entry["devices"].as_array().and_then(|ds| ds.iter().find(|x| x["device"] == device)).cloned().unwrap_or_default()
-}
-
-/// The attempts of a device trace as `(status, outcome)` pairs.
-fn attempts(device: &Value) -> Vec<(Option<u64>, String)> {
-    device["push"]["attempts"]
-        .as_array()
-        .map(|a| {
-            a.iter().map(|x| (x["status"].as_u64(), x["outcome"].as_str().unwrap_or_default().to_owned())).collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Waits until the mock has seen `n` sends naming `token`.
-async fn sends_to(mock: &MockHuawei, token: &str, n: usize) -> Vec<Received> {
-    let t = token.to_owned();
-    mock.wait_for(move |r| r.iter().filter(|x| tokens_of(&x.body).contains(&t)).count() >= n, WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    mock.sends_to(token)
-}
-
-/// Waits until the mock has seen `n` tokens in total (over all requests).
-async fn tokens_received(mock: &MockHuawei, n: usize) -> Vec<Received> {
-    mock.wait_for(move |r| r.iter().map(|x| tokens_of(&x.body).len()).sum::<usize>() >= n, WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+/// Whether a recorded send names `token`.
+fn names(r: &Received, token: &str) -> bool {
+    tokens_of(&r.body).iter().any(|t| t == token)
 }
 
 #[actix_rt::test]
@@ -138,7 +79,7 @@ async fn an_offline_huawei_device_gets_an_im_push_with_a_bearer_token_from_the_o
     let token = register(&d, "bob", "mate").await;
     d.send_text("m1", "alice", &["bob"], "See you at 3?").await;
 
-    let got = sends_to(&mock, &token, 1).await;
+    let got = wait_requests_for(&mock, &token, 1, names).await;
     let r = &got[0];
     assert_eq!((r.status, r.answer["code"].as_str()), (200, Some("80000000")), "{}", r.answer);
     assert_eq!(r.headers[":path"], format!("/v1/{APP_ID}/messages:send"));
@@ -162,7 +103,7 @@ async fn an_offline_huawei_device_gets_an_im_push_with_a_bearer_token_from_the_o
         (Some("m1"), Some("c-alice"), Some("alice"))
     );
 
-    let device = outcome(&d, "bob", "m1", "mate", "delivered").await;
+    let device = d.wait_push_outcome("bob", "m1", "mate", "delivered").await;
     assert_eq!(device["push"]["vendor"], "huawei");
     assert_eq!(device["push"]["credential"], "test-huawei");
     assert_eq!(mock.token_requests(), 1);
@@ -173,19 +114,19 @@ async fn the_access_token_is_reused_then_renewed_before_huawei_would_expire_it()
     let (d, mock) = start("").await;
     let token = register(&d, "bob", "mate").await;
     d.send_text("m1", "alice", &["bob"], "one").await;
-    outcome(&d, "bob", "m1", "mate", "delivered").await;
+    d.wait_push_outcome("bob", "m1", "mate", "delivered").await;
     d.clock.advance(chrono::Duration::minutes(30));
     d.send_text("m2", "alice", &["bob"], "two").await;
-    outcome(&d, "bob", "m2", "mate", "delivered").await;
+    d.wait_push_outcome("bob", "m2", "mate", "delivered").await;
     assert_eq!(mock.token_requests(), 1, "one token serves the hour");
 
     // 56 minutes after the fetch, within pushd's 5-minute margin: renewed before any 80200003.
     d.clock.advance(chrono::Duration::minutes(26));
     d.send_text("m3", "alice", &["bob"], "three").await;
-    let third = outcome(&d, "bob", "m3", "mate", "delivered").await;
+    let third = d.wait_push_outcome("bob", "m3", "mate", "delivered").await;
     assert_eq!(attempts(&third), vec![(Some(200), "delivered".to_owned())], "{third:#}");
     assert_eq!(mock.token_requests(), 2);
-    assert!(sends_to(&mock, &token, 3).await.iter().all(|r| r.status == 200));
+    assert!(wait_requests_for(&mock, &token, 3, names).await.iter().all(|r| r.status == 200));
 }
 
 #[actix_rt::test]
@@ -195,10 +136,10 @@ async fn all_tokens_invalid_prunes_the_token() {
     mock.script(MockRule::for_token(&token, MockAnswer::with_reason("80300007")).times(1));
     d.send_text("m1", "alice", &["bob"], "hi").await;
 
-    let device = outcome(&d, "bob", "m1", "mate", "invalid_token").await;
+    let device = d.wait_push_outcome("bob", "m1", "mate", "invalid_token").await;
     assert_eq!(device["push"]["reason"], "80300007");
     assert_eq!(attempts(&device), vec![(Some(200), "invalid_token".to_owned())], "business code in a 200");
-    assert!(listed_device(&d, "bob", "mate").await["token"].is_null());
+    assert!(d.listed_device("bob", "mate").await["token"].is_null());
     assert_eq!(mock.sends_to(&token).len(), 1, "an invalid token is not retried");
 }
 
@@ -210,23 +151,14 @@ async fn flow_control_503_is_retried_after_the_delay_then_delivered() {
     mock.script(MockRule::for_token(&token, answer).times(1));
 
     // Started before the message is sent, so the first arrival is seen as it happens.
-    let (m, t) = (mock.clone(), token.clone());
-    let gap = actix_rt::spawn(async move {
-        let count = move |n: usize| {
-            let t = t.clone();
-            move |r: &[Received]| r.iter().filter(|x| tokens_of(&x.body).contains(&t)).count() >= n
-        };
-        m.wait_for(count(1), WAIT).await.unwrap_or_else(|e| panic!("{e}"));
-        let first = Instant::now();
-        m.wait_for(count(2), WAIT).await.unwrap_or_else(|e| panic!("{e}"));
-        first.elapsed()
-    });
+    let t = token.clone();
+    let gap = time_retry_gap(&mock, move |r| names(r, &t));
     d.send_text("m1", "alice", &["bob"], "hi").await;
     let gap = gap.await.expect("waiter");
     // A lower bound only: pushd never comes back earlier than the vendor asked.
     assert!(gap >= Duration::from_secs(1), "second attempt came {gap:?} after the first");
 
-    let device = outcome(&d, "bob", "m1", "mate", "delivered").await;
+    let device = d.wait_push_outcome("bob", "m1", "mate", "delivered").await;
     assert_eq!(attempts(&device), vec![(Some(503), "retry".to_owned()), (Some(200), "delivered".to_owned())]);
     assert_eq!(device["push"]["attempts"][0]["reason"], "flow_control");
 }
@@ -236,17 +168,20 @@ async fn an_expired_access_token_is_refreshed_once_and_the_push_then_succeeds() 
     let (d, mock) = start("").await;
     let token = register(&d, "bob", "mate").await;
     d.send_text("m1", "alice", &["bob"], "one").await;
-    outcome(&d, "bob", "m1", "mate", "delivered").await;
+    d.wait_push_outcome("bob", "m1", "mate", "delivered").await;
     // Huawei revoked the cached token early (pushd believes it good for another 55 minutes).
     mock.expire_all_tokens();
     d.send_text("m2", "alice", &["bob"], "two").await;
 
-    let device = outcome(&d, "bob", "m2", "mate", "delivered").await;
+    let device = d.wait_push_outcome("bob", "m2", "mate", "delivered").await;
     assert_eq!(attempts(&device), vec![(Some(401), "refresh_auth".to_owned()), (Some(200), "delivered".to_owned())]);
     assert_eq!(device["push"]["attempts"][0]["reason"], "80200003");
     assert_eq!(mock.token_requests(), 2, "one fetch, one refresh");
-    let codes: Vec<Option<String>> =
-        sends_to(&mock, &token, 3).await.iter().map(|r| r.answer["code"].as_str().map(str::to_owned)).collect();
+    let codes: Vec<Option<String>> = wait_requests_for(&mock, &token, 3, names)
+        .await
+        .iter()
+        .map(|r| r.answer["code"].as_str().map(str::to_owned))
+        .collect();
     assert_eq!(codes, [Some("80000000".into()), Some("80200003".into()), Some("80000000".into())]);
 }
 
@@ -257,12 +192,12 @@ async fn an_auth_error_after_the_refresh_is_fatal_not_a_loop() {
     mock.script(MockRule::for_token(&token, MockAnswer::with_reason("80200001")));
     d.send_text("m1", "alice", &["bob"], "hi").await;
 
-    let device = outcome(&d, "bob", "m1", "mate", "fatal").await;
+    let device = d.wait_push_outcome("bob", "m1", "mate", "fatal").await;
     assert_eq!(device["push"]["reason"], "80200001");
     let statuses: Vec<Option<u64>> = attempts(&device).into_iter().map(|(status, _)| status).collect();
     assert_eq!(statuses, [Some(401), Some(401)], "{device:#}");
     assert_eq!(mock.token_requests(), 2, "one fetch for the first attempt, one refresh");
-    assert_eq!(listed_device(&d, "bob", "mate").await["token"], masked(&token), "an auth error never prunes");
+    assert_eq!(d.listed_device("bob", "mate").await["token"], masked(&token), "an auth error never prunes");
 }
 
 #[actix_rt::test]
@@ -271,7 +206,7 @@ async fn a_refused_client_secret_is_fatal_and_nothing_is_sent() {
     register(&d, "bob", "mate").await;
     d.send_text("m1", "alice", &["bob"], "hi").await;
 
-    let device = outcome(&d, "bob", "m1", "mate", "fatal").await;
+    let device = d.wait_push_outcome("bob", "m1", "mate", "fatal").await;
     assert_eq!(device["push"]["reason"], "auth_rejected");
     assert!(mock.token_requests() >= 1);
     assert_eq!(mock.requests_total(), 0, "{:?}", mock.received());
@@ -284,55 +219,30 @@ async fn the_daily_quota_code_parks_the_credential_until_midnight_china_time() {
     register(&d, "bob", "mate").await;
     mock.script(MockRule::any(MockAnswer::with_reason(DAILY_QUOTA_CODE)).times(1));
     d.send_text("m1", "alice", &["bob"], "first").await;
-    outcome(&d, "bob", "m1", "mate", "quota_exhausted").await;
+    d.wait_push_outcome("bob", "m1", "mate", "quota_exhausted").await;
 
     // While parked, a second push waits without spending a request.
     d.send_text("m2", "alice", &["bob"], "second").await;
-    outcome(&d, "bob", "m2", "mate", "quota_exhausted").await;
+    d.wait_push_outcome("bob", "m2", "mate", "quota_exhausted").await;
     assert_eq!(mock.requests_total(), 1, "{:?}", mock.received());
 
-    let shanghai = chrono_tz::Asia::Shanghai;
-    let local = d.clock_now().with_timezone(&shanghai);
-    let midnight = shanghai
-        .from_local_datetime(&(local.date_naive() + chrono::Days::new(1)).and_hms_opt(0, 0, 1).expect("valid time"))
-        .single()
-        .expect("China has no DST");
-    d.clock.set(midnight.with_timezone(&chrono::Utc));
+    d.clock.set(after_china_midnight(d.clock_now()));
 
-    outcome(&d, "bob", "m1", "mate", "delivered").await;
-    outcome(&d, "bob", "m2", "mate", "delivered").await;
+    d.wait_push_outcome("bob", "m1", "mate", "delivered").await;
+    d.wait_push_outcome("bob", "m2", "mate", "delivered").await;
     let codes: Vec<Option<String>> =
         mock.received().iter().map(|r| r.answer["code"].as_str().map(str::to_owned)).collect();
     assert_eq!(codes, [Some(DAILY_QUOTA_CODE.to_owned()), Some("80000000".into()), Some("80000000".into())]);
-}
-
-/// Registers `n` users `u0…` with one Huawei device each; returns their tokens.
-async fn register_many(d: &TestDaemon, n: usize) -> Vec<String> {
-    let mut tokens = Vec::new();
-    for i in 0..n {
-        tokens.push(register(d, &format!("u{i}"), "mate").await);
-    }
-    tokens
-}
-
-async fn send_group(d: &TestDaemon, id: &str, n: usize) {
-    let to: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
-    d.send(json!({
-        "id": id, "from": {"id": "alice", "name": "Alice"},
-        "conversation": {"id": "team", "type": "group", "name": "Team"},
-        "to": to, "kind": "text", "text": "standup in 5"
-    }))
-    .await;
 }
 
 // Relies on the shared layer's batching by `batch_key` within `delivery.batch_linger_ms`.
 #[actix_rt::test]
 async fn a_group_message_to_thirty_offline_users_goes_out_in_batched_requests() {
     let (d, mock) = start("[delivery]\nbatch_linger_ms = 50").await;
-    let tokens = register_many(&d, 30).await;
-    send_group(&d, "g1", 30).await;
+    let tokens = d.register_offline_many(30, "mate", "test-huawei", hms_token).await;
+    d.send_group("g1", 30).await;
 
-    let got = tokens_received(&mock, 30).await;
+    let got = wait_tokens_total(&mock, 30, |r| tokens_of(&r.body).len()).await;
     let mut seen: Vec<String> = got.iter().flat_map(|r| tokens_of(&r.body)).collect();
     seen.sort();
     let mut expected = tokens.clone();
@@ -341,7 +251,7 @@ async fn a_group_message_to_thirty_offline_users_goes_out_in_batched_requests() 
     assert!(got.len() < 30, "{} requests for 30 devices", got.len());
     assert!(got.iter().all(|r| r.answer["code"] == "80000000"), "{got:?}");
     for i in 0..30 {
-        outcome(&d, &format!("u{i}"), "g1", "mate", "delivered").await;
+        d.wait_push_outcome(&format!("u{i}"), "g1", "mate", "delivered").await;
     }
 }
 
@@ -349,22 +259,22 @@ async fn a_group_message_to_thirty_offline_users_goes_out_in_batched_requests() 
 #[actix_rt::test]
 async fn an_illegal_token_inside_a_batch_prunes_only_that_token() {
     let (d, mock) = start("[delivery]\nbatch_linger_ms = 50").await;
-    let tokens = register_many(&d, 30).await;
+    let tokens = d.register_offline_many(30, "mate", "test-huawei", hms_token).await;
     mock.script(MockRule::for_token(&tokens[7], MockAnswer::with_reason("80300007")).times(1));
-    send_group(&d, "g1", 30).await;
+    d.send_group("g1", 30).await;
 
-    let got = tokens_received(&mock, 30).await;
+    let got = wait_tokens_total(&mock, 30, |r| tokens_of(&r.body).len()).await;
     let carrying = got.iter().find(|r| tokens_of(&r.body).contains(&tokens[7])).expect("u7's request");
     assert!(tokens_of(&carrying.body).len() > 1, "u7 went out in a batch: {}", carrying.token);
     assert_eq!(carrying.answer["code"], "80100000");
     let detail: Value = serde_json::from_str(carrying.answer["msg"].as_str().unwrap_or_default()).expect("msg JSON");
     assert_eq!(detail["illegal_tokens"], json!([tokens[7]]));
 
-    let bad = outcome(&d, "u7", "g1", "mate", "invalid_token").await;
+    let bad = d.wait_push_outcome("u7", "g1", "mate", "invalid_token").await;
     assert_eq!(bad["push"]["reason"], "illegal_token");
-    assert!(listed_device(&d, "u7", "mate").await["token"].is_null());
+    assert!(d.listed_device("u7", "mate").await["token"].is_null());
     for i in (0..30).filter(|i| *i != 7) {
-        outcome(&d, &format!("u{i}"), "g1", "mate", "delivered").await;
-        assert_eq!(listed_device(&d, &format!("u{i}"), "mate").await["token"], masked(&tokens[i]));
+        d.wait_push_outcome(&format!("u{i}"), "g1", "mate", "delivered").await;
+        assert_eq!(d.listed_device(&format!("u{i}"), "mate").await["token"], masked(&tokens[i]));
     }
 }

@@ -14,7 +14,7 @@ use pushd::api::matrix::{trace_user, NOTIFY_PATH};
 use pushd::mock_vendor::huawei::{tokens_of, MockHuawei, MockHuaweiConfig};
 use pushd::mock_vendor::{MockAnswer, MockRule, Received};
 use serde_json::{json, Value};
-use support::{apns_token, TestDaemon, TestEnv, WAIT};
+use support::{apns_token, fcm_token, metric, TestDaemon, TestEnv, WAIT};
 
 const IOS: &str = "com.example.ios";
 const ANDROID: &str = "com.example.android";
@@ -59,11 +59,6 @@ async fn notify_raw(d: &TestDaemon, body: String) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// An FCM registration token, stable per seed.
-fn fcm_key(seed: &str) -> String {
-    format!("fcm-{seed}:APA91b{}", "x".repeat(40))
-}
-
 /// One pusher as Synapse lists it.
 fn pusher(app_id: &str, pushkey: &str) -> Value {
     json!({"app_id": app_id, "pushkey": pushkey, "pushkey_ts": 1_700_000_000, "data": {}, "tweaks": {"sound": "bing"}})
@@ -85,18 +80,6 @@ fn message_event(event_id: &str, devices: Vec<Value>) -> Value {
         "counts": {"unread": 2, "missed_calls": 1},
         "devices": devices,
     }})
-}
-
-/// The sum of the samples of `name` whose labels include every one of `labels` (0 if none).
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| {
-            series.split_once('{').map_or(*series, |(n, _)| n) == name && labels.iter().all(|lb| series.contains(lb))
-        })
-        .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum()
 }
 
 async fn outcome_count(d: &TestDaemon, outcome: &str) -> f64 {
@@ -153,7 +136,7 @@ async fn a_full_notification_reaches_apns_with_room_sender_text_badge_sound_and_
 #[actix_rt::test]
 async fn a_low_priority_notification_reaches_fcm_as_a_normal_priority_alert() {
     let d = start().await;
-    let key = fcm_key("android-1");
+    let key = fcm_token("android-1");
     let mut event = message_event(EVENT, vec![pusher(ANDROID, &key)]);
     event["notification"]["prio"] = json!("low");
     event["notification"]["content"] = json!({"msgtype": "m.image", "body": "cat.png", "url": "mxc://x/y"});
@@ -172,7 +155,7 @@ async fn a_low_priority_notification_reaches_fcm_as_a_normal_priority_alert() {
 #[actix_rt::test]
 async fn event_id_only_sends_a_silent_push_carrying_only_the_ids() {
     let d = start().await;
-    let (ios, android) = (apns_token("ios-eio"), fcm_key("android-eio"));
+    let (ios, android) = (apns_token("ios-eio"), fcm_token("android-eio"));
     let only_ids = |app: &str, key: &str| json!({"app_id": app, "pushkey": key, "pushkey_ts": 1_700_000_000, "data": {"format": "event_id_only"}});
     // What Synapse sends for an event_id_only pusher.
     let event = json!({"notification": {"event_id": EVENT, "room_id": ROOM, "counts": {"unread": 3},
@@ -196,7 +179,7 @@ async fn event_id_only_sends_a_silent_push_carrying_only_the_ids() {
 #[actix_rt::test]
 async fn a_notification_without_event_id_only_updates_the_badge() {
     let d = start().await;
-    let (ios, android) = (apns_token("ios-badge"), fcm_key("android-badge"));
+    let (ios, android) = (apns_token("ios-badge"), fcm_token("android-badge"));
     // Synapse's badge update after a read receipt: no event, empty id and sender, null type.
     let update = json!({"notification": {"id": "", "type": null, "sender": "", "counts": {"unread": 5},
         "devices": [pusher(IOS, &ios), pusher(ANDROID, &android)]}});
@@ -221,31 +204,29 @@ async fn a_notification_without_event_id_only_updates_the_badge() {
 
 #[actix_rt::test]
 async fn pushers_on_apns_fcm_and_huawei_in_one_request_are_each_pushed_once() {
-    let env = TestEnv::new();
-    let mut cfg = MockHuaweiConfig::new("104123456", "huawei-test-app-secret");
-    cfg.tls = Some(env.tls.clone());
-    cfg.clock = env.shared_clock();
-    cfg.require_im_category = true;
-    let huawei = MockHuawei::start(cfg).await.expect("mock huawei starts");
-    let toml = format!(
-        r#"
-        {MATRIX}
-        "{HUAWEI}" = "test-huawei"
-        [credentials.test-huawei]
-        vendor = "huawei"
-        extra_roots = ["{ca}"]
-        app_id = "104123456"
-        client_secret = "huawei-test-app-secret"
-        token_url = "{token_url}"
-        send_url = "{url}"
-        "#,
-        ca = env.ca_path.display(),
-        token_url = huawei.token_url(),
-        url = huawei.url(),
-    );
-    let d = TestDaemon::start_in(env, &toml, |_| {}).await;
+    let mock = |env: &TestEnv| {
+        let mut cfg = MockHuaweiConfig::new("104123456", "huawei-test-app-secret");
+        cfg.tls = Some(env.tls.clone());
+        cfg.clock = env.shared_clock();
+        cfg.require_im_category = true;
+        MockHuawei::start(cfg)
+    };
+    let extra = format!("{MATRIX}\n\"{HUAWEI}\" = \"test-huawei\"");
+    let (d, huawei) = TestDaemon::start_with_mock(&extra, "huawei", mock, |huawei| {
+        format!(
+            r#"
+            app_id = "104123456"
+            client_secret = "huawei-test-app-secret"
+            token_url = "{token_url}"
+            send_url = "{url}"
+            "#,
+            token_url = huawei.token_url(),
+            url = huawei.url(),
+        )
+    })
+    .await;
     let (ios, android, hms) =
-        (apns_token("ios-multi"), fcm_key("android-multi"), format!("IQAAAACy0tEXAAD-{}", "h".repeat(80)));
+        (apns_token("ios-multi"), fcm_token("android-multi"), format!("IQAAAACy0tEXAAD-{}", "h".repeat(80)));
     let event = message_event(EVENT, vec![pusher(IOS, &ios), pusher(ANDROID, &android), pusher(HUAWEI, &hms)]);
     let (status, body) = notify(&d, &event).await;
     assert_eq!((status, &body), (200, &json!({"rejected": []})));
@@ -268,7 +249,7 @@ async fn pushers_on_apns_fcm_and_huawei_in_one_request_are_each_pushed_once() {
 #[actix_rt::test]
 async fn a_410_from_apns_rejects_that_pushkey_and_no_other() {
     let d = start().await;
-    let (dead, alive, android) = (apns_token("ios-dead"), apns_token("ios-alive"), fcm_key("android-alive"));
+    let (dead, alive, android) = (apns_token("ios-dead"), apns_token("ios-alive"), fcm_token("android-alive"));
     d.apns.script(MockRule::for_token(&dead, MockAnswer::with_reason("Unregistered")));
     let before = outcome_count(&d, "invalid_token").await;
 
@@ -323,7 +304,7 @@ async fn vendor_5xx_until_retries_give_up_answers_502_and_the_retry_then_deliver
 #[actix_rt::test]
 async fn a_retried_request_is_answered_200_without_a_second_push() {
     let d = start().await;
-    let (ios, android) = (apns_token("ios-retry"), fcm_key("android-retry"));
+    let (ios, android) = (apns_token("ios-retry"), fcm_token("android-retry"));
     let event = message_event(EVENT, vec![pusher(IOS, &ios), pusher(ANDROID, &android)]);
     let before = outcome_count(&d, "duplicate").await;
     assert_eq!(notify(&d, &event).await, (200, json!({"rejected": []})));

@@ -8,42 +8,42 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pushd::mock_vendor::oppo::{MockOppo, MockOppoConfig};
 use pushd::mock_vendor::{MockAnswer, MockRule, Received};
 use serde_json::{json, Value};
-use support::{apns_token, TestDaemon, TestEnv, WAIT};
+use support::{
+    after_china_midnight, apns_token, attempts, group_message, time_retry_gap, users, wait_requests_for,
+    wait_tokens_total, TestDaemon, TestEnv,
+};
 
 const APP_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const MASTER_SECRET: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 const UNICAST: &str = "/server/v1/message/notification/unicast";
 const UNICAST_BATCH: &str = "/server/v1/message/notification/unicast_batch";
 
-/// A daemon with a `test-oppo` credential pointing at a fresh mock; `more` is TOML appended
-/// after the credential table.
+/// A daemon with a `test-oppo` credential pointing at a fresh mock; `more` is TOML placed
+/// before the credential table.
 async fn start(more: &str, tweak: impl FnOnce(&mut MockOppoConfig)) -> (TestDaemon, MockOppo) {
-    let env = TestEnv::new();
-    let mut cfg = MockOppoConfig::new(APP_KEY, MASTER_SECRET);
-    cfg.tls = Some(env.tls.clone());
-    cfg.clock = env.shared_clock();
-    tweak(&mut cfg);
-    let mock = MockOppo::start(cfg).await.expect("mock oppo starts");
-    let extra = format!(
-        r#"
-        [credentials.test-oppo]
-        vendor = "oppo"
-        extra_roots = ["{ca}"]
-        endpoint = "{url}"
-        app_key = "{APP_KEY}"
-        master_secret = "{MASTER_SECRET}"
-        {more}
-        "#,
-        ca = env.ca_path.display(),
-        url = mock.url(),
-    );
-    let d = TestDaemon::start_in(env, &extra, |_| {}).await;
-    (d, mock)
+    let mock = |env: &TestEnv| {
+        let mut cfg = MockOppoConfig::new(APP_KEY, MASTER_SECRET);
+        cfg.tls = Some(env.tls.clone());
+        cfg.clock = env.shared_clock();
+        tweak(&mut cfg);
+        MockOppo::start(cfg)
+    };
+    TestDaemon::start_with_mock(more, "oppo", mock, |mock| {
+        format!(
+            r#"
+            endpoint = "{url}"
+            app_key = "{APP_KEY}"
+            master_secret = "{MASTER_SECRET}"
+            "#,
+            url = mock.url(),
+        )
+    })
+    .await
 }
 
 /// A China registration id, stable per seed.
@@ -53,60 +53,12 @@ fn reg_id(seed: &str) -> String {
 
 /// Registers an OPPO device (offline until a presence event says otherwise).
 async fn register(d: &TestDaemon, user: &str, device: &str) -> String {
-    let token = reg_id(&format!("{user}/{device}"));
-    let (s, b) =
-        d.put(&format!("/v1/users/{user}/devices/{device}"), json!({"credential": "test-oppo", "token": token})).await;
-    assert_eq!(s, 200, "register: {b}");
-    token
+    d.register(user, device, "test-oppo", &reg_id(&format!("{user}/{device}"))).await
 }
 
 /// Waits until the mock has answered `n` requests carrying `token`.
 async fn received_for(mock: &MockOppo, token: &str, n: usize) -> Vec<Received> {
-    let carries = |r: &Received, t: &str| r.token.split(',').any(|x| x == t);
-    let t = token.to_owned();
-    mock.wait_for(move |rs| rs.iter().filter(|r| carries(r, &t)).count() >= n, WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_iter()
-        .filter(|r| carries(r, token))
-        .collect()
-}
-
-async fn listed_token(d: &TestDaemon, user: &str, device: &str) -> Value {
-    let (status, body) = d.get(&format!("/v1/users/{user}/devices")).await;
-    assert_eq!(status, 200, "{body}");
-    let listed = body["devices"].as_array().and_then(|ds| ds.iter().find(|x| x["device"] == device)).cloned();
-    listed.unwrap_or_else(|| panic!("{user}/{device} not listed: {body}"))["token"].clone()
-}
-
-/// The attempts of a device trace as `(status, outcome)` pairs.
-fn attempts(device: &Value) -> Vec<(Option<u64>, String)> {
-    device["push"]["attempts"]
-        .as_array()
-        .expect("attempts listed")
-        .iter()
-        .map(|a| (a["status"].as_u64(), a["outcome"].as_str().unwrap_or_default().to_owned()))
-        .collect()
-}
-
-/// The trace of `message` for `user` once its push shows `outcome` for `device`.
-async fn wait_push_outcome(d: &TestDaemon, user: &str, message: &str, device: &str, outcome: &str) -> Value {
-    let entry = d
-        .wait_trace(user, message, |e| {
-            e["devices"]
-                .as_array()
-                .is_some_and(|ds| ds.iter().any(|x| x["device"] == device && x["push"]["outcome"] == outcome))
-        })
-        .await;
-    entry["devices"].as_array().and_then(|ds| ds.iter().find(|x| x["device"] == device)).cloned().unwrap_or_default()
-}
-
-fn group_message(id: &str, to: &[String]) -> Value {
-    json!({
-        "id": id, "from": {"id": "alice", "name": "Alice"},
-        "conversation": {"id": "team", "type": "group", "name": "Team"},
-        "to": to, "kind": "text", "text": "standup in 5"
-    })
+    wait_requests_for(mock, token, n, |r, t| r.token.split(',').any(|x| x == t)).await
 }
 
 #[actix_rt::test]
@@ -158,7 +110,7 @@ async fn an_invalid_registration_id_answer_prunes_the_token() {
     assert_eq!(device["push"]["outcome"], "invalid_token", "{device:#}");
     assert_eq!(device["push"]["reason"], "invalid_registration_id");
     assert_eq!(received_for(&mock, &token, 1).await[0].answer["code"], 10000);
-    assert!(listed_token(&d, "bob", "phone").await.is_null(), "token pruned");
+    assert!(d.listed_device("bob", "phone").await["token"].is_null(), "token pruned");
 }
 
 #[actix_rt::test]
@@ -168,13 +120,8 @@ async fn server_flow_control_is_retried_after_a_second_then_delivered() {
     mock.script(MockRule::for_token(&token, MockAnswer::with_reason("-2")).times(1));
 
     // Started before the message is sent, so the first arrival is seen as it happens.
-    let (m, t) = (mock.clone(), token.clone());
-    let gap = actix_rt::spawn(async move {
-        received_for(&m, &t, 1).await;
-        let first = Instant::now();
-        received_for(&m, &t, 2).await;
-        first.elapsed()
-    });
+    let t = token.clone();
+    let gap = time_retry_gap(&mock, move |r| r.token.split(',').any(|x| x == t));
     d.send_text("m1", "alice", &["bob"], "hi").await;
     let gap = gap.await.expect("waiter");
     // A lower bound only: code -2 asks for at least a second.
@@ -225,15 +172,6 @@ async fn the_auth_token_is_renewed_before_oppo_would_expire_it() {
     assert_eq!(mock.auth_requests(), 2);
 }
 
-/// Next 00:00 in Beijing after `now`, plus a second.
-fn after_china_midnight(now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-    use chrono::TimeZone;
-    let tz = chrono_tz::Asia::Shanghai;
-    let tomorrow = now.with_timezone(&tz).date_naive() + chrono::Days::new(1);
-    let midnight = tomorrow.and_hms_opt(0, 0, 1).expect("valid time");
-    tz.from_local_datetime(&midnight).single().expect("China has no DST").with_timezone(&chrono::Utc)
-}
-
 #[actix_rt::test]
 async fn the_daily_quota_parks_pushes_until_midnight_china_time() {
     let (d, mock) = start("[delivery]\nquota_recheck_ms = 20", |_| {}).await;
@@ -241,16 +179,16 @@ async fn the_daily_quota_parks_pushes_until_midnight_china_time() {
     mock.script(MockRule::for_token(&token, MockAnswer::with_reason("33")).times(1));
 
     d.send_text("m1", "alice", &["bob"], "one").await;
-    let first = wait_push_outcome(&d, "bob", "m1", "phone", "quota_exhausted").await;
+    let first = d.wait_push_outcome("bob", "m1", "phone", "quota_exhausted").await;
     assert_eq!(first["push"]["reason"], "daily_quota", "{first:#}");
     // Sent while parked: reported parked without a request.
     d.send_text("m2", "alice", &["bob"], "two").await;
-    wait_push_outcome(&d, "bob", "m2", "phone", "quota_exhausted").await;
+    d.wait_push_outcome("bob", "m2", "phone", "quota_exhausted").await;
     assert_eq!(mock.received().len(), 1, "nothing more reaches OPPO the same day");
 
     d.clock.set(after_china_midnight(d.clock_now()));
     for m in ["m1", "m2"] {
-        let device = wait_push_outcome(&d, "bob", m, "phone", "delivered").await;
+        let device = d.wait_push_outcome("bob", m, "phone", "delivered").await;
         assert_eq!(device["push"]["outcome"], "delivered", "{device:#}");
     }
     assert_eq!(mock.delivered_to(&token).len(), 2);
@@ -260,17 +198,14 @@ async fn the_daily_quota_parks_pushes_until_midnight_china_time() {
 #[actix_rt::test]
 async fn a_group_message_to_thirty_offline_users_goes_out_in_batches() {
     let (d, mock) = start("[delivery]\nbatch_linger_ms = 50", |_| {}).await;
-    let users: Vec<String> = (0..30).map(|i| format!("u{i}")).collect();
+    let users = users(30);
     let mut tokens = Vec::new();
     for u in &users {
         tokens.push(register(&d, u, "phone").await);
     }
     d.send(group_message("g1", &users)).await;
 
-    let all = mock
-        .wait_for(|rs| rs.iter().map(|r| r.token.split(',').count()).sum::<usize>() >= 30, WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let all = wait_tokens_total(&mock, 30, |r| r.token.split(',').count()).await;
     for u in &users {
         assert_eq!(d.wait_outcome(u, "g1", "phone").await["push"]["outcome"], "delivered", "{u}");
     }
@@ -288,7 +223,7 @@ async fn a_group_message_to_thirty_offline_users_goes_out_in_batches() {
 #[actix_rt::test]
 async fn an_invalid_id_inside_a_batch_prunes_only_that_token() {
     let (d, mock) = start("[delivery]\nbatch_linger_ms = 50", |_| {}).await;
-    let users: Vec<String> = (0..5).map(|i| format!("u{i}")).collect();
+    let users = users(5);
     let mut tokens = Vec::new();
     for u in &users {
         tokens.push(register(&d, u, "phone").await);
@@ -302,7 +237,7 @@ async fn an_invalid_id_inside_a_batch_prunes_only_that_token() {
         assert_eq!(device["push"]["outcome"], expected, "{u}: {device:#}");
     }
     for (i, u) in users.iter().enumerate() {
-        let listed = listed_token(&d, u, "phone").await;
+        let listed = d.listed_device(u, "phone").await["token"].clone();
         assert_eq!(listed.is_null(), i == 2, "{u}: {listed}");
     }
     let requests = mock.received();

@@ -7,44 +7,11 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pushd::mock_vendor::{MockAnswer, MockRule};
 use serde_json::Value;
-use support::{TestDaemon, WAIT};
-
-/// The listed device `device` of `user` (panics if it is not listed).
-async fn listed_device(d: &TestDaemon, user: &str, device: &str) -> Value {
-    let (status, body) = d.get(&format!("/v1/users/{user}/devices")).await;
-    assert_eq!(status, 200, "{body}");
-    body["devices"]
-        .as_array()
-        .and_then(|ds| ds.iter().find(|x| x["device"] == device))
-        .cloned()
-        .unwrap_or_else(|| panic!("{user}/{device} not listed: {body}"))
-}
-
-/// The sum of the samples of `name` whose labels include every one of `labels` (0 if none).
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| {
-            series.split_once('{').map_or(*series, |(n, _)| n) == name && labels.iter().all(|lb| series.contains(lb))
-        })
-        .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum()
-}
-
-/// The attempts of a device trace as `(status, outcome)` pairs.
-fn attempts(device: &Value) -> Vec<(Option<u64>, String)> {
-    device["push"]["attempts"]
-        .as_array()
-        .expect("attempts listed")
-        .iter()
-        .map(|a| (a["status"].as_u64(), a["outcome"].as_str().unwrap_or_default().to_owned()))
-        .collect()
-}
+use support::{attempts, metric, time_retry_gap, TestDaemon};
 
 fn rule(token: &str, answer: MockAnswer, times: u32) -> MockRule {
     MockRule::for_token(token, answer).times(times)
@@ -56,7 +23,7 @@ fn rule(token: &str, answer: MockAnswer, times: u32) -> MockRule {
 async fn apns_unregistered_removes_the_token_notes_it_in_the_trace_and_counts_it() {
     let d = TestDaemon::start().await;
     let token = d.register_apns("bob", "phone").await;
-    let registered = registered_at_ms(&listed_device(&d, "bob", "phone").await);
+    let registered = registered_at_ms(&d.listed_device("bob", "phone").await);
     let before = metric(&d.metrics().await, "pushd_invalid_tokens_removed_total", &[r#"vendor="apns""#]);
     // APNs saw the token invalid a minute after the device registered it.
     let answer = MockAnswer { timestamp_ms: Some(registered + 60_000), ..MockAnswer::with_reason("Unregistered") };
@@ -71,7 +38,7 @@ async fn apns_unregistered_removes_the_token_notes_it_in_the_trace_and_counts_it
     assert_eq!(attempts(&dev), vec![(Some(410), "invalid_token".to_owned())], "an invalid token is not retried");
     assert_eq!(d.apns.received_for(&token).len(), 1);
 
-    assert!(listed_device(&d, "bob", "phone").await["token"].is_null());
+    assert!(d.listed_device("bob", "phone").await["token"].is_null());
     let after = metric(&d.metrics().await, "pushd_invalid_tokens_removed_total", &[r#"vendor="apns""#]);
     assert!(after >= before + 1.0, "metric went from {before} to {after}");
 
@@ -94,14 +61,14 @@ async fn apns_unregistered_in_the_same_millisecond_as_the_registration_removes_t
     let dev = d.wait_outcome("bob", "m1", "phone").await;
     assert_eq!(dev["push"]["outcome"], "invalid_token", "{dev:#}");
     assert!(dev["push"]["note"].as_str().unwrap_or_default().starts_with("token removed"), "{dev:#}");
-    assert!(listed_device(&d, "bob", "phone").await["token"].is_null());
+    assert!(d.listed_device("bob", "phone").await["token"].is_null());
 }
 
 #[actix_rt::test]
 async fn apns_unregistered_older_than_the_registration_keeps_the_token() {
     let d = TestDaemon::start().await;
     let token = d.register_apns("bob", "phone").await;
-    let listed = listed_device(&d, "bob", "phone").await;
+    let listed = d.listed_device("bob", "phone").await;
     let registered = registered_at_ms(&listed);
     // APNs saw the token invalid a minute before the device registered it (again): keep it.
     let answer = MockAnswer { timestamp_ms: Some(registered - 60_000), ..MockAnswer::with_reason("Unregistered") };
@@ -111,7 +78,7 @@ async fn apns_unregistered_older_than_the_registration_keeps_the_token() {
     let dev = d.wait_outcome("bob", "m1", "phone").await;
     assert_eq!(dev["push"]["outcome"], "invalid_token", "{dev:#}");
     assert!(dev["push"]["note"].as_str().unwrap_or_default().starts_with("token kept"), "{dev:#}");
-    assert_eq!(listed_device(&d, "bob", "phone").await["token"], listed["token"]);
+    assert_eq!(d.listed_device("bob", "phone").await["token"], listed["token"]);
 
     // The kept token still gets the next push.
     d.send_text("m2", "alice", &["bob"], "again").await;
@@ -137,7 +104,7 @@ async fn apns_bad_device_token_removes_the_token() {
     assert_eq!(dev["push"]["outcome"], "invalid_token", "{dev:#}");
     assert_eq!(dev["push"]["reason"], "BadDeviceToken");
     assert_eq!(attempts(&dev), vec![(Some(400), "invalid_token".to_owned())]);
-    assert!(listed_device(&d, "bob", "phone").await["token"].is_null());
+    assert!(d.listed_device("bob", "phone").await["token"].is_null());
 }
 
 #[actix_rt::test]
@@ -153,7 +120,7 @@ async fn fcm_unregistered_removes_the_token() {
     assert_eq!(dev["push"]["reason"], "UNREGISTERED");
     assert!(dev["push"]["note"].as_str().unwrap_or_default().starts_with("token removed"), "{dev:#}");
     assert_eq!(d.fcm.received_for(&token).len(), 1);
-    assert!(listed_device(&d, "carol", "pixel").await["token"].is_null());
+    assert!(d.listed_device("carol", "pixel").await["token"].is_null());
     let after = metric(&d.metrics().await, "pushd_invalid_tokens_removed_total", &[r#"vendor="fcm""#]);
     assert!(after >= before + 1.0, "metric went from {before} to {after}");
 }
@@ -168,17 +135,8 @@ async fn apns_retry_after_is_honoured_before_the_second_attempt() {
     d.apns.script(rule(&token, answer, 1));
 
     // Started before the message is sent, so the first arrival is seen as it happens.
-    let (apns, t) = (d.apns.clone(), token.clone());
-    let gap = actix_rt::spawn(async move {
-        let count = move |n: usize| {
-            let t = t.clone();
-            move |r: &[pushd::mock_vendor::Received]| r.iter().filter(|x| x.token == t).count() >= n
-        };
-        apns.wait_for(count(1), WAIT).await.unwrap_or_else(|e| panic!("{e}"));
-        let first = Instant::now();
-        apns.wait_for(count(2), WAIT).await.unwrap_or_else(|e| panic!("{e}"));
-        first.elapsed()
-    });
+    let t = token.clone();
+    let gap = time_retry_gap(&d.apns, move |r| r.token == t);
     d.send_text("m1", "alice", &["bob"], "hi").await;
     let gap = gap.await.expect("waiter");
     // A lower bound only: pushd never comes back earlier than the vendor asked.
@@ -222,7 +180,7 @@ async fn apns_server_errors_are_given_up_after_max_attempts() {
     // The outcome is final: no fourth request follows.
     assert_eq!(d.apns.received_for(&token).len(), 3);
     // Giving up on a transient error does not touch the token.
-    assert!(listed_device(&d, "bob", "phone").await["token"].is_string());
+    assert!(d.listed_device("bob", "phone").await["token"].is_string());
 }
 
 #[actix_rt::test]
@@ -298,7 +256,7 @@ async fn apns_bad_topic_is_fatal_never_retried_and_keeps_the_token() {
     assert_eq!(dev["push"]["reason"], "BadTopic");
     assert_eq!(attempts(&dev), vec![(Some(400), "fatal".to_owned())]);
     assert_eq!(d.apns.received_for(&token).len(), 1);
-    assert!(listed_device(&d, "bob", "phone").await["token"].is_string());
+    assert!(d.listed_device("bob", "phone").await["token"].is_string());
 }
 
 #[actix_rt::test]
@@ -314,7 +272,7 @@ async fn fcm_sender_id_mismatch_is_fatal_never_retried_and_keeps_the_token() {
     assert_eq!(attempts(&dev), vec![(Some(403), "fatal".to_owned())]);
     assert_eq!(d.fcm.received_for(&token).len(), 1);
     // A wrong credential answers this for every token: pruning would wipe them all.
-    assert!(listed_device(&d, "carol", "pixel").await["token"].is_string());
+    assert!(d.listed_device("carol", "pixel").await["token"].is_string());
 }
 
 // ---- auth refresh ----
@@ -346,7 +304,7 @@ async fn apns_auth_rejected_again_after_the_refresh_is_fatal_not_a_loop() {
     assert_eq!(dev["push"]["reason"], "ExpiredProviderToken");
     assert_eq!(attempts(&dev).len(), 2, "{dev:#}");
     assert_eq!(d.apns.received_for(&token).len(), 2);
-    assert!(listed_device(&d, "bob", "phone").await["token"].is_string());
+    assert!(d.listed_device("bob", "phone").await["token"].is_string());
 }
 
 #[actix_rt::test]
@@ -380,5 +338,5 @@ async fn fcm_unauthenticated_again_after_the_refresh_is_fatal_not_a_loop() {
     assert_eq!(attempts(&dev).len(), 2, "{dev:#}");
     assert_eq!(d.fcm.received_for(&token).len(), 2);
     assert_eq!(d.fcm.token_requests(), 2, "one fetch for the first attempt, one refresh");
-    assert!(listed_device(&d, "carol", "pixel").await["token"].is_string());
+    assert!(d.listed_device("carol", "pixel").await["token"].is_string());
 }

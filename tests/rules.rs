@@ -80,27 +80,6 @@ async fn put_conversation_settings(d: &TestDaemon, user: &str, conv: &str, body:
     b
 }
 
-/// `device` of `user` as listed by `GET /v1/users/{user}/devices`.
-async fn listed_device(d: &TestDaemon, user: &str, device: &str) -> Value {
-    let (s, b) = d.get(&format!("/v1/users/{user}/devices")).await;
-    assert_eq!(s, 200, "devices: {b}");
-    b["devices"].as_array().and_then(|ds| ds.iter().find(|x| x["device"] == device)).cloned().unwrap_or(Value::Null)
-}
-
-/// Polls the device list (a bounded number of times) until `device` satisfies `pred`.
-async fn wait_device(d: &TestDaemon, user: &str, device: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + support::WAIT;
-    loop {
-        let listed = listed_device(d, user, device).await;
-        if pred(&listed) {
-            return listed;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{user}/{device} never matched; last: {listed:#}");
-        // Polling a read-only endpoint with a short pause, as support::wait_trace does.
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-}
-
 /// "HH:MM" for a minute of the day, wrapping around midnight.
 fn hhmm(minute: i64) -> String {
     let m = minute.rem_euclid(24 * 60);
@@ -171,14 +150,14 @@ async fn a_kicked_device_is_never_pushed_until_it_registers_again() {
     let d = TestDaemon::start().await;
     let phone = d.register_apns("bob", "phone").await;
     d.presence("bob", "phone", "kicked").await;
-    assert_eq!(listed_device(&d, "bob", "phone").await["presence"], "kicked");
+    assert_eq!(d.listed_device("bob", "phone").await["presence"], "kicked");
 
     d.send(group("m1", &["bob"])).await;
     assert_eq!(d.decision("bob", "m1", "phone").await, "kicked");
 
     // Registering again ends the kick.
     assert_eq!(d.register_apns("bob", "phone").await, phone);
-    assert_eq!(listed_device(&d, "bob", "phone").await["presence"], "offline");
+    assert_eq!(d.listed_device("bob", "phone").await["presence"], "offline");
     d.send(group("m2", &["bob"])).await;
     wait_push(&d, &phone, "m2").await;
     assert_eq!(d.decision("bob", "m2", "phone").await, "push");
@@ -193,7 +172,7 @@ async fn a_device_whose_token_moved_to_another_user_gets_no_push_and_the_trace_s
     // Carol logs in on bob's phone: the token moves to her ("last login wins").
     let (s, b) = d.put("/v1/users/carol/devices/phone", json!({"credential": "test-apns", "token": phone})).await;
     assert_eq!(s, 200, "register: {b}");
-    wait_device(&d, "bob", "phone", |x| x["token"].is_null()).await;
+    d.wait_device("bob", "phone", |x| x["token"].is_null()).await;
 
     d.send(group("m1", &["bob"])).await;
     wait_push(&d, &pad, "m1").await;
@@ -741,13 +720,13 @@ async fn a_presence_event_older_than_the_last_applied_one_is_ignored() {
         json!({"events": [{"user": "bob", "device": "phone", "state": "offline", "at": at(t - Duration::seconds(1))}]});
     let (s, b) = d.post("/v1/presence", late).await;
     assert_eq!((s, &b["applied"], &b["ignored_stale"]), (202, &json!(0), &json!(1)), "{b}");
-    assert_eq!(listed_device(&d, "bob", "phone").await["presence"], "online");
+    assert_eq!(d.listed_device("bob", "phone").await["presence"], "online");
 
     let newer =
         json!({"events": [{"user": "bob", "device": "phone", "state": "offline", "at": at(t + Duration::seconds(1))}]});
     let (s, b) = d.post("/v1/presence", newer).await;
     assert_eq!((s, &b["applied"], &b["ignored_stale"]), (202, &json!(1), &json!(0)), "{b}");
-    assert_eq!(listed_device(&d, "bob", "phone").await["presence"], "offline");
+    assert_eq!(d.listed_device("bob", "phone").await["presence"], "offline");
 }
 
 // ---- deduplication ----

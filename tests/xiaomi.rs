@@ -7,13 +7,14 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::TimeZone;
 use pushd::mock_vendor::xiaomi::{MockXiaomi, MockXiaomiConfig};
 use pushd::mock_vendor::{MockAnswer, MockRule, Received};
 use serde_json::{json, Value};
-use support::{TestDaemon, TestEnv, WAIT};
+use support::{
+    after_china_midnight, attempts, masked, seed_hash, time_retry_gap, wait_tokens_total, TestDaemon, TestEnv,
+};
 
 const SECRET: &str = "dGVzdC1zZWNyZXQtMDE=";
 const PACKAGE: &str = "com.example.im";
@@ -22,93 +23,41 @@ const CHANNEL: &str = "im_private_01";
 /// A daemon with a `test-xiaomi` credential pointing at a fresh mock. `extra` is TOML placed
 /// before the credential (e.g. a `[delivery]` table).
 async fn start(extra: &str) -> (TestDaemon, MockXiaomi) {
-    let env = TestEnv::new();
-    let mut cfg = MockXiaomiConfig::new(SECRET, PACKAGE, CHANNEL);
-    cfg.tls = Some(env.tls.clone());
-    cfg.clock = env.shared_clock();
-    let mock = MockXiaomi::start(cfg).await.expect("mock xiaomi starts");
-    let toml = format!(
-        r#"
-        {extra}
-        [credentials.test-xiaomi]
-        vendor = "xiaomi"
-        endpoint = "{url}"
-        extra_roots = ["{ca}"]
-        app_secret = "{SECRET}"
-        package_name = "{PACKAGE}"
-        channel_id = "{CHANNEL}"
-        "#,
-        url = mock.url(),
-        ca = env.ca_path.display(),
-    );
-    let d = TestDaemon::start_in(env, &toml, |_| {}).await;
-    (d, mock)
+    let mock = |env: &TestEnv| {
+        let mut cfg = MockXiaomiConfig::new(SECRET, PACKAGE, CHANNEL);
+        cfg.tls = Some(env.tls.clone());
+        cfg.clock = env.shared_clock();
+        MockXiaomi::start(cfg)
+    };
+    TestDaemon::start_with_mock(extra, "xiaomi", mock, |mock| {
+        format!(
+            r#"
+            endpoint = "{url}"
+            app_secret = "{SECRET}"
+            package_name = "{PACKAGE}"
+            channel_id = "{CHANNEL}"
+            "#,
+            url = mock.url(),
+        )
+    })
+    .await
 }
 
 /// A regId shaped like Xiaomi's (44 chars of Base64 with `=` padding), stable per seed; the
 /// `+` and `/` make a missing form encoding visible at the mock.
 fn regid(seed: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in seed.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = seed_hash(seed);
     format!("Qm9n+/{h:016x}{:020x}=", h.rotate_left(17) & 0xffff_ffff_ffff)
 }
 
 /// Registers `user`'s `device` on the Xiaomi credential, offline; returns its regId.
 async fn register(d: &TestDaemon, user: &str, device: &str) -> String {
-    let token = regid(&format!("{user}/{device}"));
-    let (status, body) = d
-        .put(&format!("/v1/users/{user}/devices/{device}"), json!({"credential": "test-xiaomi", "token": token}))
-        .await;
-    assert_eq!(status, 200, "register: {body}");
-    d.presence(user, device, "offline").await;
-    token
-}
-
-/// The listed device `device` of `user`.
-async fn listed_device(d: &TestDaemon, user: &str, device: &str) -> Value {
-    let (status, body) = d.get(&format!("/v1/users/{user}/devices")).await;
-    assert_eq!(status, 200, "{body}");
-    body["devices"]
-        .as_array()
-        .and_then(|ds| ds.iter().find(|x| x["device"] == device))
-        .cloned()
-        .unwrap_or_else(|| panic!("{user}/{device} not listed: {body}"))
-}
-
-/// Waits until the trace of `message` shows `outcome` for `user`'s `device`; returns the device.
-async fn outcome(d: &TestDaemon, user: &str, message: &str, device: &str, outcome: &str) -> Value {
-    let entry = d
-        .wait_trace(user, message, |e| {
-            e["devices"]
-                .as_array()
-                .is_some_and(|ds| ds.iter().any(|x| x["device"] == device && x["push"]["outcome"] == outcome))
-        })
-        .await;
-    entry["devices"].as_array().and_then(|ds| ds.iter().find(|x| x["device"] == device)).cloned().unwrap_or_default()
-}
-
-/// A token as the device listing shows it: first 6 and last 4 chars.
-fn masked(token: &str) -> String {
-    format!("{}…{}", &token[..6], &token[token.len() - 4..])
-}
-
-/// The attempts of a device trace as `(status, outcome)` pairs.
-fn attempts(device: &Value) -> Vec<(Option<u64>, String)> {
-    device["push"]["attempts"]
-        .as_array()
-        .map(|a| {
-            a.iter().map(|x| (x["status"].as_u64(), x["outcome"].as_str().unwrap_or_default().to_owned())).collect()
-        })
-        .unwrap_or_default()
+    d.register_offline(user, device, "test-xiaomi", &regid(&format!("{user}/{device}"))).await
 }
 
 /// Waits until the mock has seen `n` regIds in total (over all requests).
 async fn regids_received(mock: &MockXiaomi, n: usize) -> Vec<Received> {
-    mock.wait_for(move |r| r.iter().map(|x| x.token.split(',').count()).sum::<usize>() >= n, WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    wait_tokens_total(mock, n, |r| r.token.split(',').count()).await
 }
 
 #[actix_rt::test]
@@ -134,7 +83,7 @@ async fn an_offline_xiaomi_device_gets_a_push_on_the_private_channel_with_the_ap
     assert_eq!(payload, json!({"msg": "m1", "conv": "c-alice", "sender": "alice"}));
     assert_eq!(mock.sends_without_channel(), 0);
 
-    let device = outcome(&d, "bob", "m1", "mi", "delivered").await;
+    let device = d.wait_push_outcome("bob", "m1", "mi", "delivered").await;
     assert_eq!(device["push"]["vendor"], "xiaomi");
     assert_eq!(device["push"]["credential"], "test-xiaomi");
     assert_eq!(attempts(&device), vec![(Some(200), "delivered".to_owned())]);
@@ -147,10 +96,10 @@ async fn no_valid_targets_prunes_the_token() {
     mock.script(MockRule::for_token(&token, MockAnswer::with_reason("bad_regid")).times(1));
     d.send_text("m1", "alice", &["bob"], "hi").await;
 
-    let device = outcome(&d, "bob", "m1", "mi", "invalid_token").await;
+    let device = d.wait_push_outcome("bob", "m1", "mi", "invalid_token").await;
     assert_eq!(mock.received()[0].answer["reason"], "No valid targets!");
     assert_eq!(attempts(&device), vec![(Some(200), "invalid_token".to_owned())]);
-    assert!(listed_device(&d, "bob", "mi").await["token"].is_null());
+    assert!(d.listed_device("bob", "mi").await["token"].is_null());
 }
 
 #[actix_rt::test]
@@ -160,19 +109,13 @@ async fn the_10027_rate_limit_is_retried_after_a_second_then_delivered() {
     mock.script(MockRule::for_token(&token, MockAnswer::with_reason("10027")).times(1));
 
     // Started before the message is sent, so the first arrival is seen as it happens.
-    let watcher = mock.clone();
-    let gap = actix_rt::spawn(async move {
-        watcher.wait_for(|r| !r.is_empty(), WAIT).await.unwrap_or_else(|e| panic!("{e}"));
-        let first = Instant::now();
-        watcher.wait_for(|r| r.len() >= 2, WAIT).await.unwrap_or_else(|e| panic!("{e}"));
-        first.elapsed()
-    });
+    let gap = time_retry_gap(&mock, |_| true);
     d.send_text("m1", "alice", &["bob"], "hi").await;
     let gap = gap.await.expect("waiter");
     // A lower bound only: Xiaomi asks for at least a second.
     assert!(gap >= Duration::from_secs(1), "second attempt came {gap:?} after the first");
 
-    let device = outcome(&d, "bob", "m1", "mi", "delivered").await;
+    let device = d.wait_push_outcome("bob", "m1", "mi", "delivered").await;
     assert_eq!(attempts(&device), vec![(Some(200), "retry".to_owned()), (Some(200), "delivered".to_owned())]);
     let codes: Vec<Option<i64>> = mock.received().iter().map(|r| r.answer["code"].as_i64()).collect();
     assert_eq!(codes, [Some(10027), Some(0)]);
@@ -187,11 +130,11 @@ async fn a_refused_app_secret_is_fatal_at_once_since_there_is_no_token_to_refres
     mock.script(MockRule::any(MockAnswer { expire_auth: true, ..MockAnswer::default() }).times(1));
     d.send_text("m1", "alice", &["bob"], "hi").await;
 
-    let device = outcome(&d, "bob", "m1", "mi", "fatal").await;
+    let device = d.wait_push_outcome("bob", "m1", "mi", "fatal").await;
     assert_eq!(attempts(&device), vec![(Some(200), "fatal".to_owned())]);
     assert_eq!(mock.requests_total(), 1);
     assert_eq!(mock.received()[0].answer["code"], 21301);
-    assert_eq!(listed_device(&d, "bob", "mi").await["token"], masked(&token), "the token is kept");
+    assert_eq!(d.listed_device("bob", "mi").await["token"], masked(&token), "the token is kept");
 }
 
 #[actix_rt::test]
@@ -200,52 +143,27 @@ async fn the_200001_daily_quota_parks_the_credential_until_midnight_china_time()
     register(&d, "bob", "mi").await;
     mock.script(MockRule::any(MockAnswer::with_reason("200001")).times(1));
     d.send_text("m1", "alice", &["bob"], "first").await;
-    outcome(&d, "bob", "m1", "mi", "quota_exhausted").await;
+    d.wait_push_outcome("bob", "m1", "mi", "quota_exhausted").await;
 
     // While parked, a second push waits without spending a request.
     d.send_text("m2", "alice", &["bob"], "second").await;
-    outcome(&d, "bob", "m2", "mi", "quota_exhausted").await;
+    d.wait_push_outcome("bob", "m2", "mi", "quota_exhausted").await;
     assert_eq!(mock.requests_total(), 1, "{:?}", mock.received());
 
-    let shanghai = chrono_tz::Asia::Shanghai;
-    let local = d.clock_now().with_timezone(&shanghai);
-    let midnight = shanghai
-        .from_local_datetime(&(local.date_naive() + chrono::Days::new(1)).and_hms_opt(0, 0, 1).expect("valid time"))
-        .single()
-        .expect("China has no DST");
-    d.clock.set(midnight.with_timezone(&chrono::Utc));
+    d.clock.set(after_china_midnight(d.clock_now()));
 
-    outcome(&d, "bob", "m1", "mi", "delivered").await;
-    outcome(&d, "bob", "m2", "mi", "delivered").await;
+    d.wait_push_outcome("bob", "m1", "mi", "delivered").await;
+    d.wait_push_outcome("bob", "m2", "mi", "delivered").await;
     let codes: Vec<Option<i64>> = mock.received().iter().map(|r| r.answer["code"].as_i64()).collect();
     assert_eq!(codes, [Some(200_001), Some(0), Some(0)]);
-}
-
-/// Registers `n` users `u0…` with one Xiaomi device each; returns their regIds.
-async fn register_many(d: &TestDaemon, n: usize) -> Vec<String> {
-    let mut tokens = Vec::new();
-    for i in 0..n {
-        tokens.push(register(d, &format!("u{i}"), "mi").await);
-    }
-    tokens
-}
-
-async fn send_group(d: &TestDaemon, id: &str, n: usize) {
-    let to: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
-    d.send(json!({
-        "id": id, "from": {"id": "alice", "name": "Alice"},
-        "conversation": {"id": "team", "type": "group", "name": "Team"},
-        "to": to, "kind": "text", "text": "standup in 5"
-    }))
-    .await;
 }
 
 // Needs the shared layer's batching by `batch_key`.
 #[actix_rt::test]
 async fn a_group_message_to_thirty_offline_users_goes_out_in_batched_requests() {
     let (d, mock) = start("[delivery]\nbatch_linger_ms = 50").await;
-    let tokens = register_many(&d, 30).await;
-    send_group(&d, "g1", 30).await;
+    let tokens = d.register_offline_many(30, "mi", "test-xiaomi", regid).await;
+    d.send_group("g1", 30).await;
 
     let got = regids_received(&mock, 30).await;
     let mut seen: Vec<String> = got.iter().flat_map(|r| r.token.split(',').map(str::to_owned)).collect();
@@ -256,7 +174,7 @@ async fn a_group_message_to_thirty_offline_users_goes_out_in_batched_requests() 
     assert!(got.len() < 30, "{} requests for 30 devices", got.len());
     assert!(got.iter().all(|r| r.answer["code"] == 0));
     for i in 0..30 {
-        outcome(&d, &format!("u{i}"), "g1", "mi", "delivered").await;
+        d.wait_push_outcome(&format!("u{i}"), "g1", "mi", "delivered").await;
     }
 }
 
@@ -264,19 +182,19 @@ async fn a_group_message_to_thirty_offline_users_goes_out_in_batched_requests() 
 #[actix_rt::test]
 async fn a_bad_regid_inside_a_batch_prunes_only_that_token() {
     let (d, mock) = start("[delivery]\nbatch_linger_ms = 50").await;
-    let tokens = register_many(&d, 30).await;
+    let tokens = d.register_offline_many(30, "mi", "test-xiaomi", regid).await;
     mock.script(MockRule::for_token(&tokens[7], MockAnswer::with_reason("bad_regid")).times(1));
-    send_group(&d, "g1", 30).await;
+    d.send_group("g1", 30).await;
 
     let got = regids_received(&mock, 30).await;
     let carrying = got.iter().find(|r| r.token.split(',').any(|t| t == tokens[7])).expect("u7's request");
     assert!(carrying.token.split(',').count() > 1, "u7 went out in a batch: {}", carrying.token);
     assert_eq!(carrying.answer["data"]["bad_regids"], tokens[7].as_str());
 
-    outcome(&d, "u7", "g1", "mi", "invalid_token").await;
-    assert!(listed_device(&d, "u7", "mi").await["token"].is_null());
+    d.wait_push_outcome("u7", "g1", "mi", "invalid_token").await;
+    assert!(d.listed_device("u7", "mi").await["token"].is_null());
     for i in (0..30).filter(|i| *i != 7) {
-        outcome(&d, &format!("u{i}"), "g1", "mi", "delivered").await;
-        assert_eq!(listed_device(&d, &format!("u{i}"), "mi").await["token"], masked(&tokens[i]));
+        d.wait_push_outcome(&format!("u{i}"), "g1", "mi", "delivered").await;
+        assert_eq!(d.listed_device(&format!("u{i}"), "mi").await["token"], masked(&tokens[i]));
     }
 }

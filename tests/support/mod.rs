@@ -4,12 +4,13 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pushd::clock::{ManualClock, SharedClock};
 use pushd::config::Loader;
-use pushd::mock_vendor::{MockApns, MockApnsConfig, MockFcm, MockFcmConfig, MockTls, Received};
+use pushd::mock_vendor::{MockApns, MockApnsConfig, MockFcm, MockFcmConfig, MockServer, MockTls, Received};
 use pushd::{Listeners, Running};
 use serde_json::{json, Value};
 
@@ -130,18 +131,133 @@ pub struct TestDaemon {
     _dir: tempfile::TempDir,
 }
 
+/// FNV-1a over the bytes of `seed`, continuing from `h`.
+fn fnv1a_from(mut h: u64, seed: &str) -> u64 {
+    for b in seed.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A stable 64-bit hash (FNV-1a) of `seed`: the material the vendor token builders shape.
+pub fn seed_hash(seed: &str) -> u64 {
+    fnv1a_from(0xcbf2_9ce4_8422_2325, seed)
+}
+
 /// One APNs token per (user, device), 64 hex chars, stable within a test.
 pub fn apns_token(seed: &str) -> String {
     let mut out = String::new();
-    let mut h: u64 = 0xcbf29ce484222325;
+    let mut h = seed_hash(seed);
     while out.len() < 64 {
-        for b in seed.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
-        }
         out.push_str(&format!("{h:016x}"));
+        h = fnv1a_from(h, seed);
     }
     out.truncate(64);
     out
+}
+
+/// An FCM registration token, stable per seed.
+pub fn fcm_token(seed: &str) -> String {
+    format!("fcm-{seed}:APA91b{}", "x".repeat(40))
+}
+
+/// What the device listing shows of a token: first 6 and last 4 characters.
+pub fn masked(token: &str) -> String {
+    format!("{}…{}", &token[..6], &token[token.len() - 4..])
+}
+
+/// The attempts of a device trace as `(status, outcome)` pairs.
+pub fn attempts(device: &Value) -> Vec<(Option<u64>, String)> {
+    device["push"]["attempts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no attempts listed: {device:#}"))
+        .iter()
+        .map(|a| (a["status"].as_u64(), a["outcome"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+/// The sum of the samples of `name` in a /metrics text whose labels include every one of `labels` (0 if none).
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            series.split_once('{').map_or(*series, |(n, _)| n) == name && labels.iter().all(|lb| series.contains(lb))
+        })
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
+
+/// The next 00:00:01 China time (Asia/Shanghai, where daily vendor quotas reset) after `now`.
+pub fn after_china_midnight(now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    let tz = chrono_tz::Asia::Shanghai;
+    let tomorrow = now.with_timezone(&tz).date_naive() + chrono::Days::new(1);
+    let midnight = tomorrow.and_hms_opt(0, 0, 1).expect("valid time");
+    tz.from_local_datetime(&midnight).single().expect("China has no DST").with_timezone(&chrono::Utc)
+}
+
+/// The users `u0`, `u1`, … `u{n-1}` the group tests register and message.
+pub fn users(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("u{i}")).collect()
+}
+
+/// A text message from alice in the group conversation `team` to `to`.
+pub fn group_message(id: &str, to: &[String]) -> Value {
+    json!({
+        "id": id, "from": {"id": "alice", "name": "Alice"},
+        "conversation": {"id": "team", "type": "group", "name": "Team"},
+        "to": to, "kind": "text", "text": "standup in 5"
+    })
+}
+
+/// The mock APNs config matching the test credentials, on `tls` and `clock`.
+pub fn apns_mock_config(tls: Arc<MockTls>, clock: SharedClock) -> MockApnsConfig {
+    let mut cfg = MockApnsConfig::new(
+        "TEAM123456",
+        "KEY1234567",
+        std::fs::read_to_string(demo_file("apns-demo-key.pub.pem")).expect("apns pub key"),
+        "com.example.im",
+    );
+    cfg.tls = Some(tls);
+    cfg.clock = clock;
+    cfg
+}
+
+/// Waits until `mock` has recorded `n` requests that `carries(request, token)` accepts; returns those requests.
+pub async fn wait_requests_for(
+    mock: &MockServer,
+    token: &str,
+    n: usize,
+    carries: impl Fn(&Received, &str) -> bool,
+) -> Vec<Received> {
+    mock.wait_for(|r| r.iter().filter(|x| carries(x, token)).count() >= n, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter(|x| carries(x, token))
+        .collect()
+}
+
+/// Waits until `mock` has recorded `n` tokens in all (`tokens_in` counts a request's); returns the record.
+pub async fn wait_tokens_total(mock: &MockServer, n: usize, tokens_in: impl Fn(&Received) -> usize) -> Vec<Received> {
+    mock.wait_for(|r| r.iter().map(&tokens_in).sum::<usize>() >= n, WAIT).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Times in the background the gap between the first two requests `mock` records that `matches`; start before sending.
+pub fn time_retry_gap(
+    mock: &MockServer,
+    matches: impl Fn(&Received) -> bool + 'static,
+) -> actix_rt::task::JoinHandle<Duration> {
+    let mock = mock.clone();
+    actix_rt::spawn(async move {
+        let matches = &matches;
+        let seen = |n: usize| move |r: &[Received]| r.iter().filter(|x| matches(x)).count() >= n;
+        mock.wait_for(seen(1), WAIT).await.unwrap_or_else(|e| panic!("{e}"));
+        let first = Instant::now();
+        mock.wait_for(seen(2), WAIT).await.unwrap_or_else(|e| panic!("{e}"));
+        first.elapsed()
+    })
 }
 
 impl TestDaemon {
@@ -164,14 +280,7 @@ impl TestDaemon {
     pub async fn start_in(env: TestEnv, extra: &str, tweak_apns: impl FnOnce(&mut MockApnsConfig)) -> Self {
         let TestEnv { dir, clock, tls, ca_path } = env;
         let shared: SharedClock = Arc::new(clock.clone());
-        let mut acfg = MockApnsConfig::new(
-            "TEAM123456",
-            "KEY1234567",
-            std::fs::read_to_string(demo_file("apns-demo-key.pub.pem")).expect("apns pub key"),
-            "com.example.im",
-        );
-        acfg.tls = Some(tls.clone());
-        acfg.clock = shared.clone();
+        let mut acfg = apns_mock_config(tls.clone(), shared.clone());
         tweak_apns(&mut acfg);
         let apns = MockApns::start(acfg).await.expect("mock apns");
 
@@ -218,6 +327,26 @@ impl TestDaemon {
         }
     }
 
+    /// Starts next to one vendor mock (`mock` starts it in a fresh env) with `extra` and a `test-{vendor}` credential.
+    pub async fn start_with_mock<M, F>(
+        extra: &str,
+        vendor: &str,
+        mock: impl FnOnce(&TestEnv) -> F,
+        credential: impl FnOnce(&M) -> String,
+    ) -> (Self, M)
+    where
+        F: Future<Output = std::io::Result<M>>,
+    {
+        let env = TestEnv::new();
+        let mock = mock(&env).await.unwrap_or_else(|e| panic!("mock {vendor} starts: {e}"));
+        let toml = format!(
+            "{extra}\n[credentials.test-{vendor}]\nvendor = \"{vendor}\"\nextra_roots = [\"{ca}\"]\n{keys}\n",
+            ca = env.ca_path.display(),
+            keys = credential(&mock),
+        );
+        (Self::start_in(env, &toml, |_| {}).await, mock)
+    }
+
     /// Stops the daemon gracefully and starts it again on the same data dir (new mocks, new
     /// ports, same CA and clock): what survives is what the store kept.
     pub async fn restart(self) -> Self {
@@ -253,24 +382,80 @@ impl TestDaemon {
         self.call(reqwest::Method::DELETE, path, None).await
     }
 
-    /// Registers an APNs device and returns its token.
-    pub async fn register_apns(&self, user: &str, device: &str) -> String {
-        let token = apns_token(&format!("{user}/{device}"));
+    /// Registers `token` for `user`'s `device` on `credential`; returns the token.
+    pub async fn register(&self, user: &str, device: &str, credential: &str, token: &str) -> String {
         let (s, b) = self
-            .put(&format!("/v1/users/{user}/devices/{device}"), json!({"credential": "test-apns", "token": token}))
+            .put(&format!("/v1/users/{user}/devices/{device}"), json!({"credential": credential, "token": token}))
             .await;
         assert_eq!(s, 200, "register: {b}");
+        token.to_owned()
+    }
+
+    /// Registers `token` for `user`'s `device` on `credential`, then reports the device offline; returns the token.
+    pub async fn register_offline(&self, user: &str, device: &str, credential: &str, token: &str) -> String {
+        let token = self.register(user, device, credential, token).await;
+        self.presence(user, device, "offline").await;
         token
+    }
+
+    /// Registers `device` offline for each of [`users`]`(n)`, token `token_of("{user}/{device}")`; returns the tokens.
+    pub async fn register_offline_many(
+        &self,
+        n: usize,
+        device: &str,
+        credential: &str,
+        token_of: impl Fn(&str) -> String,
+    ) -> Vec<String> {
+        let mut tokens = Vec::new();
+        for user in users(n) {
+            tokens.push(self.register_offline(&user, device, credential, &token_of(&format!("{user}/{device}"))).await);
+        }
+        tokens
+    }
+
+    /// Registers an APNs device and returns its token.
+    pub async fn register_apns(&self, user: &str, device: &str) -> String {
+        self.register(user, device, "test-apns", &apns_token(&format!("{user}/{device}"))).await
     }
 
     /// Registers an FCM device and returns its token.
     pub async fn register_fcm(&self, user: &str, device: &str) -> String {
-        let token = format!("fcm-{user}-{device}:APA91b{}", "x".repeat(40));
-        let (s, b) = self
-            .put(&format!("/v1/users/{user}/devices/{device}"), json!({"credential": "test-fcm", "token": token}))
-            .await;
-        assert_eq!(s, 200, "register: {b}");
-        token
+        self.register(user, device, "test-fcm", &fcm_token(&format!("{user}-{device}"))).await
+    }
+
+    /// The devices `user` has listed.
+    pub async fn devices(&self, user: &str) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/v1/users/{user}/devices")).await;
+        assert_eq!(status, 200, "devices of {user}: {body}");
+        body["devices"].as_array().unwrap_or_else(|| panic!("no device list: {body}")).clone()
+    }
+
+    /// The listed device `device` of `user`, if listed.
+    pub async fn find_device(&self, user: &str, device: &str) -> Option<Value> {
+        self.devices(user).await.into_iter().find(|x| x["device"] == device)
+    }
+
+    /// The listed device `device` of `user` (panics if it is not listed).
+    pub async fn listed_device(&self, user: &str, device: &str) -> Value {
+        let devices = self.devices(user).await;
+        devices
+            .iter()
+            .find(|x| x["device"] == device)
+            .cloned()
+            .unwrap_or_else(|| panic!("{user}/{device} not listed: {}", Value::from(devices.clone())))
+    }
+
+    /// Polls the device listing (bounded) until `user`'s `device` (Null while unlisted) satisfies `pred`.
+    pub async fn wait_device(&self, user: &str, device: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let listed = self.find_device(user, device).await.unwrap_or(Value::Null);
+            if pred(&listed) {
+                return listed;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{user}/{device} never matched; last: {listed:#}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Applies one presence event now.
@@ -297,6 +482,11 @@ impl TestDaemon {
         b
     }
 
+    /// Sends one [`group_message`] `id` to [`users`]`(n)`.
+    pub async fn send_group(&self, id: &str, n: usize) -> Value {
+        self.send(group_message(id, &users(n))).await
+    }
+
     /// Waits until the trace entry of `message` for `user` satisfies `pred`.
     pub async fn wait_trace(&self, user: &str, message: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -318,51 +508,50 @@ impl TestDaemon {
         }
     }
 
-    /// Waits until the trace of `message` shows a final outcome for `device`.
-    pub async fn wait_outcome(&self, user: &str, message: &str, device: &str) -> Value {
+    /// Waits until the trace of `message` for `user` lists `device` and `pred` holds for it; returns that device.
+    pub async fn wait_trace_device(
+        &self,
+        user: &str,
+        message: &str,
+        device: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let entry = self
             .wait_trace(user, message, |e| {
-                e["devices"]
-                    .as_array()
-                    .is_some_and(|ds| ds.iter().any(|d| d["device"] == device && !d["push"]["outcome"].is_null()))
+                e["devices"].as_array().is_some_and(|ds| ds.iter().any(|d| d["device"] == device && pred(d)))
             })
             .await;
-        entry["devices"].as_array().unwrap().iter().find(|d| d["device"] == device).unwrap().clone()
+        entry["devices"]
+            .as_array()
+            .and_then(|ds| ds.iter().find(|d| d["device"] == device))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until the trace of `message` shows a final outcome for `device`.
+    pub async fn wait_outcome(&self, user: &str, message: &str, device: &str) -> Value {
+        self.wait_trace_device(user, message, device, |d| !d["push"]["outcome"].is_null()).await
+    }
+
+    /// Waits until the trace of `message` shows `outcome` for `user`'s `device`; returns the device.
+    pub async fn wait_push_outcome(&self, user: &str, message: &str, device: &str, outcome: &str) -> Value {
+        self.wait_trace_device(user, message, device, |d| d["push"]["outcome"] == outcome).await
     }
 
     /// The decision word for `device` in the trace of `message`.
     pub async fn decision(&self, user: &str, message: &str, device: &str) -> String {
-        let entry = self
-            .wait_trace(user, message, |e| {
-                e["devices"].as_array().is_some_and(|ds| ds.iter().any(|d| d["device"] == device))
-            })
-            .await;
-        let d = entry["devices"].as_array().unwrap().iter().find(|d| d["device"] == device).unwrap();
+        let d = self.wait_trace_device(user, message, device, |_| true).await;
         d["decision"].as_str().unwrap().to_owned()
     }
 
     /// Waits until the APNs mock has answered `n` requests for `token`.
     pub async fn apns_received(&self, token: &str, n: usize) -> Vec<Received> {
-        let t = token.to_owned();
-        self.apns
-            .wait_for(move |r| r.iter().filter(|x| x.token == t).count() >= n, WAIT)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .into_iter()
-            .filter(|x| x.token == token)
-            .collect()
+        wait_requests_for(&self.apns, token, n, |r, t| r.token == t).await
     }
 
     /// Waits until the FCM mock has answered `n` sends for `token`.
     pub async fn fcm_received(&self, token: &str, n: usize) -> Vec<Received> {
-        let t = token.to_owned();
-        self.fcm
-            .wait_for(move |r| r.iter().filter(|x| x.token == t).count() >= n, WAIT)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .into_iter()
-            .filter(|x| x.token == token)
-            .collect()
+        wait_requests_for(&self.fcm, token, n, |r, t| r.token == t).await
     }
 
     /// The test clock's current time.
