@@ -629,6 +629,7 @@ async fn logging_out_the_online_device_lets_the_other_devices_be_pushed_at_once(
     wait_push(&d, &pad, "m1").await;
     let entry = trace(&d, "bob", "m1").await;
     assert_eq!(decision_in(&entry, "pad"), "push");
+    assert_eq!(decision_in(&entry, "phone"), "logged_out", "no longer shown as waiting");
     assert_eq!(fallback_causes(&entry), ["offline"]);
 }
 

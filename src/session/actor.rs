@@ -223,6 +223,13 @@ impl Session {
                 None => entry.devices.push(dt),
             }
         }
+        // A device that waited for this message and has since logged out with its token
+        // unbound is no longer decided: say so instead of leaving it "waiting".
+        for t in entry.devices.iter_mut().filter(|t| t.decision == "wait") {
+            if !decision.devices.iter().any(|d| d.device.as_str() == t.device) {
+                t.decision = "logged_out".to_owned();
+            }
+        }
         self.save_trace(&entry);
 
         if let Some(old) = self.in_flight.remove(&message.id) {
