@@ -157,6 +157,10 @@ pub struct Received {
     pub answer: serde_json::Value,
     /// Which connection (1, 2, … in accept order) carried the request.
     pub connection: u64,
+    /// When it was recorded, in microseconds since the mock started ([`MockServer::started_at`]):
+    /// the moment the mock decided its answer, which goes out at once (or after `delay_ms`).
+    /// The load harness measures accept → vendor answer with it.
+    pub at_us: u64,
     /// `"HTTP/2.0"` or `"HTTP/1.1"`.
     pub http_version: String,
 }
@@ -252,6 +256,18 @@ impl MockServer {
     /// How many requests were recorded since start (including any dropped from the record).
     pub fn requests_total(&self) -> u64 {
         lock(&self.core.record).total
+    }
+
+    /// Removes and returns everything recorded so far (oldest first). The load harness drains
+    /// the record this way at a bounded rate, so no entry is dropped at [`RECORD_CAPACITY`] and
+    /// nothing is cloned; [`MockServer::requests_total`] keeps counting.
+    pub fn take_received(&self) -> Vec<Received> {
+        std::mem::take(&mut lock(&self.core.record).entries).into()
+    }
+
+    /// The instant [`Received::at_us`] counts from.
+    pub fn started_at(&self) -> std::time::Instant {
+        self.core.started
     }
 
     /// Waits until `pred` holds for the record, then returns the record. Wakes on every new
@@ -381,6 +397,8 @@ pub(crate) struct Core {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     stopper: Stopper,
+    /// What [`Received::at_us`] counts from.
+    started: std::time::Instant,
 }
 
 impl Core {
@@ -423,8 +441,9 @@ impl Core {
         take_first_match(&mut lock(&self.rules), token)
     }
 
-    /// Appends to the record (numbering it) and wakes waiters.
+    /// Appends to the record (numbering and timing it) and wakes waiters.
     pub(crate) fn record(&self, mut entry: Received) {
+        entry.at_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let total = {
             let mut record = lock(&self.record);
             record.total += 1;
@@ -512,6 +531,7 @@ pub(crate) async fn start_mock<V: Vendor>(
         in_flight: AtomicUsize::new(0),
         max_in_flight: AtomicUsize::new(0),
         stopper: Stopper::new(),
+        started: std::time::Instant::now(),
     });
     let vendor_state = Arc::new(make(core.clone()));
     tls::spawn_tls_server(listener, config, core.clone(), vendor_state.clone(), protocols);
@@ -605,6 +625,7 @@ impl ReadRequest {
             answer,
             connection,
             http_version: format!("{:?}", self.version),
+            at_us: 0,
         }
     }
 
@@ -708,6 +729,27 @@ mod tests {
     fn rule_json_accepts_missing_optional_fields() {
         let rule: MockRule = serde_json::from_str(r#"{"answer":{"reason":"Unregistered"}}"#).expect("parses");
         assert_eq!(rule, MockRule::any(MockAnswer::with_reason("Unregistered")));
+    }
+
+    #[tokio::test]
+    async fn records_are_timed_and_can_be_drained() {
+        let mock =
+            MockApns::start(MockApnsConfig::new("TEAM123456", "KEY1234567", testing::APNS_PUB_PEM, "com.example.im"))
+                .await
+                .expect("mock starts");
+        let client = testing::client(&mock, true);
+        let url = format!("{}3/device/{}", mock.url(), "ab".repeat(32));
+        for _ in 0..2 {
+            // No provider token: refused, but recorded all the same.
+            let _ = client.post(&url).body("{}").send().await.expect("answered");
+        }
+        let taken = mock.take_received();
+        assert_eq!(taken.len(), 2);
+        assert!(taken[0].at_us <= taken[1].at_us, "recorded in order");
+        let elapsed = u64::try_from(mock.started_at().elapsed().as_micros()).unwrap_or(u64::MAX);
+        assert!(taken[1].at_us <= elapsed, "timed from the mock's start");
+        assert!(mock.received().is_empty(), "drained");
+        assert_eq!(mock.requests_total(), 2, "the count goes on");
     }
 
     #[test]

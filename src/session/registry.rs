@@ -226,8 +226,23 @@ impl Registry {
     }
 
     /// Routes a provider's final outcome to the user's session.
+    ///
+    /// Fast path: the session that dispatched the push is registered and cannot passivate
+    /// while it waits for this answer, so the report goes straight into its mailbox. Measured
+    /// (load harness, issue 6): the general path (a spawned task awaiting the session's reply
+    /// under a timeout) was about 5 % of pushd's CPU in an offline fan-out. A full mailbox or a
+    /// session that is gone takes the general path, which waits and retries.
     pub fn report(self: &Arc<Self>, report: DeliveryReport) {
         let user = report.target.user.clone();
-        self.notify(&user, DeliveryReported(report));
+        let addr = self.sessions.get(&user).filter(|a| a.connected()).map(|a| a.clone());
+        let msg = DeliveryReported(report);
+        let msg = match addr {
+            Some(addr) => match addr.try_send(msg) {
+                Ok(()) => return,
+                Err(SendError::Full(msg) | SendError::Closed(msg)) => msg,
+            },
+            None => msg,
+        };
+        self.notify(&user, msg);
     }
 }

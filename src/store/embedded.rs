@@ -111,6 +111,12 @@ impl EmbeddedStore {
     }
 }
 
+/// The sequence number at the end of a trace key.
+fn trace_seq_of(k: &[u8]) -> u64 {
+    let tail = &k[k.len().saturating_sub(8)..];
+    u64::from_be_bytes(tail.try_into().unwrap_or([0; 8]))
+}
+
 /// The trace key of sequence `seq`: user, `\0`, then `\x01` and 8 big-endian bytes, so that
 /// entries sort by age and never collide with the `#`-prefixed index keys.
 fn trace_key(user: &UserId, seq: u64) -> Vec<u8> {
@@ -367,19 +373,29 @@ impl Store for EmbeddedStore {
         let mut entries = self.traces.prefix(&trace_key(user, 0)[..user.as_str().len() + 2]);
         let last = entries.next_back().map(|g| g.key()).transpose().map_err(err)?;
         drop(entries);
-        let next = last.map_or(0, |k| {
-            let tail = &k[k.len().saturating_sub(8)..];
-            u64::from_be_bytes(tail.try_into().unwrap_or([0; 8])) + 1
-        });
+        let next = last.map_or(0, |k| trace_seq_of(&k) + 1);
         Self::put(&self.traces, trace_key(user, next), entry)?;
         let index = key(&[user.as_str(), &format!("#{}", entry.message_id.as_str())]);
         self.traces.insert(index, next.to_be_bytes().to_vec()).map_err(err)?;
-        // Keep the newest `keep`: drop from the oldest end.
+        // Keep the newest `keep`: drop from the oldest end. Measured (load harness, issue 6):
+        // reading and parsing every entry of the user on each new trace was a fifth of pushd's
+        // CPU in an embedded-store fan-out. Sequence numbers only grow, so while the oldest
+        // entry is fewer than `keep` numbers behind the newest there cannot be more than `keep`
+        // entries and nothing is read; otherwise keys are counted and only the excess parsed.
+        let keep = keep.max(1);
         let prefix = trace_key(user, 0)[..user.as_str().len() + 2].to_vec();
-        let all: Vec<(Vec<u8>, TraceEntry)> = Self::prefix_values(&self.traces, &prefix)?;
-        let excess = all.len().saturating_sub(keep.max(1));
-        for (k, old) in all.into_iter().take(excess) {
-            self.traces.remove(key(&[user.as_str(), &format!("#{}", old.message_id.as_str())])).map_err(err)?;
+        let first = self.traces.prefix(&prefix).next().map(|g| g.key()).transpose().map_err(err)?;
+        let first_seq = first.map_or(next, |k| trace_seq_of(&k));
+        if next.saturating_sub(first_seq) < keep as u64 {
+            return Ok(());
+        }
+        let keys: Vec<Vec<u8>> =
+            self.traces.prefix(&prefix).map(|g| g.key().map(|k| k.to_vec())).collect::<Result<_, _>>().map_err(err)?;
+        let excess = keys.len().saturating_sub(keep);
+        for k in keys.into_iter().take(excess) {
+            if let Some(old) = Self::get::<TraceEntry>(&self.traces, &k)? {
+                self.traces.remove(key(&[user.as_str(), &format!("#{}", old.message_id.as_str())])).map_err(err)?;
+            }
             self.traces.remove(k).map_err(err)?;
         }
         Ok(())

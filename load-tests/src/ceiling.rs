@@ -1,0 +1,200 @@
+//! The ceiling: what a plain HTTP/2 client gets from the same mock APNs on the same machine,
+//! with the same concurrency as pushd. Two clients: raw hyper (one TLS connection, `h2`, the
+//! headline ceiling) and reqwest with prior knowledge (the client library pushd itself uses,
+//! to show how much of the gap is the library and how much pushd).
+//!
+//! Each request is what pushd sends for one push: same path, headers (with a valid provider
+//! token, signed once) and a body of the same shape.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use pushd::mock_vendor::MockApns;
+use serde_json::json;
+
+use crate::rig::{demo_file, Vendor, APNS_KEY_ID, APNS_TEAM, TOPIC};
+
+/// What one client run measured.
+pub struct Run {
+    pub requests: u64,
+    pub failed: u64,
+    pub elapsed: Duration,
+    pub latency: Histogram<u64>,
+}
+
+impl Run {
+    pub fn per_sec(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn provider_token() -> anyhow::Result<String> {
+    let key = std::fs::read(demo_file("apns-demo-key.p8"))?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(APNS_KEY_ID.into());
+    let claims = json!({"iss": APNS_TEAM, "iat": chrono::Utc::now().timestamp()});
+    Ok(jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_pem(&key)?)?)
+}
+
+/// The body pushd sends for a `default`-template text push, with this number as message id.
+fn body(n: u64) -> Bytes {
+    Bytes::from(
+        json!({
+            "aps": {"alert": {"title": "pushd", "body": "You have a new message"}, "badge": 1, "sound": "default",
+                    "thread-id": "c-1"},
+            "msg": format!("raw-{n}"), "conv": "c-1", "sender": "u1"
+        })
+        .to_string(),
+    )
+}
+
+struct Shape {
+    auth: http::HeaderValue,
+    tokens: Vec<String>,
+}
+
+impl Shape {
+    fn new(tokens: usize) -> anyhow::Result<Self> {
+        Ok(Self {
+            auth: http::HeaderValue::from_str(&format!("bearer {}", provider_token()?))?,
+            tokens: (0..tokens.max(1)).map(|u| Vendor::Apns.token(u, 0)).collect(),
+        })
+    }
+
+    fn headers(&self, h: &mut http::HeaderMap, n: u64) {
+        h.insert(http::header::AUTHORIZATION, self.auth.clone());
+        h.insert("apns-push-type", http::HeaderValue::from_static("alert"));
+        h.insert("apns-topic", http::HeaderValue::from_static(TOPIC));
+        h.insert("apns-priority", http::HeaderValue::from_static("10"));
+        if let Ok(v) = http::HeaderValue::from_str(&format!("raw-{n}")) {
+            h.insert("apns-collapse-id", v);
+        }
+        if let Ok(v) = http::HeaderValue::from_str(&uuid::Uuid::new_v4().hyphenated().to_string()) {
+            h.insert("apns-id", v);
+        }
+        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    }
+
+    fn path(&self, n: u64) -> String {
+        format!("/3/device/{}", self.tokens[(n as usize) % self.tokens.len()])
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Drives `concurrency` request loops for `duration` (and at most `max_requests`).
+async fn drive<F, Fut>(concurrency: usize, duration: Duration, max_requests: u64, one: F) -> Run
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (next, one) = (next.clone(), one.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed, mut h) = (0u64, 0u64, histogram());
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= max_requests || Instant::now() >= deadline {
+                    break;
+                }
+                let t = Instant::now();
+                if one(n).await {
+                    ok += 1;
+                    let _ = h.record(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX).max(1));
+                } else {
+                    failed += 1;
+                }
+            }
+            (ok, failed, h)
+        }));
+    }
+    let mut run = Run { requests: 0, failed: 0, elapsed: Duration::ZERO, latency: histogram() };
+    for t in tasks {
+        if let Ok((ok, failed, h)) = t.await {
+            run.requests += ok;
+            run.failed += failed;
+            let _ = run.latency.add(h);
+        }
+    }
+    run.elapsed = start.elapsed();
+    run
+}
+
+/// Raw hyper: one TLS connection speaking h2, `concurrency` streams in flight.
+pub async fn hyper_h2(mock: &MockApns, concurrency: usize, duration: Duration, tokens: usize) -> anyhow::Result<Run> {
+    let shape = Arc::new(Shape::new(tokens)?);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut mock.ca_pem().as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(mock.addr()).await?;
+    tcp.set_nodelay(true)?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.context("TLS")?;
+    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+    let driver = tokio::spawn(conn);
+    let authority = format!("https://{}", mock.addr());
+    let run = drive(concurrency, duration, u64::MAX, move |n| {
+        let (mut sender, shape, authority) = (sender.clone(), shape.clone(), authority.clone());
+        async move {
+            let mut req = http::Request::new(Full::new(body(n)));
+            *req.method_mut() = http::Method::POST;
+            let Ok(uri) = format!("{authority}{}", shape.path(n)).parse() else { return false };
+            *req.uri_mut() = uri;
+            shape.headers(req.headers_mut(), n);
+            match sender.send_request(req).await {
+                Ok(resp) => {
+                    let ok = resp.status() == http::StatusCode::OK;
+                    ok && resp.into_body().collect().await.is_ok()
+                }
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    driver.abort();
+    Ok(run)
+}
+
+/// reqwest with HTTP/2 prior knowledge (pushd's own client library, without pushd).
+pub async fn reqwest_h2(mock: &MockApns, concurrency: usize, duration: Duration, tokens: usize) -> anyhow::Result<Run> {
+    let shape = Arc::new(Shape::new(tokens)?);
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(mock.ca_pem().as_bytes())?)
+        .http2_prior_knowledge()
+        .tcp_nodelay(true)
+        .build()?;
+    let base = mock.url();
+    Ok(drive(concurrency, duration, u64::MAX, move |n| {
+        let (client, shape) = (client.clone(), shape.clone());
+        let url = format!("{}{}", base.as_str().trim_end_matches('/'), shape.path(n));
+        async move {
+            let mut headers = http::HeaderMap::new();
+            shape.headers(&mut headers, n);
+            match client.post(url).headers(headers).body(body(n)).send().await {
+                Ok(resp) => resp.status() == reqwest::StatusCode::OK && resp.bytes().await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await)
+}

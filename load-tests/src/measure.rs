@@ -1,0 +1,265 @@
+//! What a scenario reports: CPU per part of the process (from `/proc/self/task`, split by thread
+//! name), resident memory (current and peak), and accept → vendor-answer latency in an HDR
+//! histogram, computed from the mocks' records (`Received::at_us`) against the instant the
+//! harness sent each message.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use pushd::mock_vendor::{MockServer, Received};
+use serde_json::Value;
+
+/// CPU seconds used so far by pushd, the mocks and the load generator (thread-name prefixes
+/// `mock`, `load`; everything else is pushd's).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    pub pushd: f64,
+    pub mock: f64,
+    pub load: f64,
+}
+
+impl Cpu {
+    pub fn now() -> Self {
+        let mut cpu = Cpu::default();
+        // Linux reports thread CPU in clock ticks of USER_HZ, 100 on every mainstream build.
+        const TICKS: f64 = 100.0;
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return cpu };
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+            // `pid (comm) state ppid …`: comm may hold spaces, so split at the last ')'.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+            let comm = &stat[open + 1..close];
+            let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+            // Fields 14 and 15 (utime, stime) are at 11 and 12 after the state field.
+            let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+            let secs = ticks / TICKS;
+            if comm.starts_with("mock") {
+                cpu.mock += secs;
+            } else if comm.starts_with("load") {
+                cpu.load += secs;
+            } else {
+                cpu.pushd += secs;
+            }
+        }
+        cpu
+    }
+
+    /// Cores used between `earlier` and now over `wall`.
+    pub fn cores_since(self, earlier: Cpu, wall: Duration) -> Cpu {
+        let w = wall.as_secs_f64().max(1e-9);
+        Cpu {
+            pushd: (self.pushd - earlier.pushd) / w,
+            mock: (self.mock - earlier.mock) / w,
+            load: (self.load - earlier.load) / w,
+        }
+    }
+}
+
+fn status_kib(field: &str) -> u64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return 0 };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident set size now, in bytes.
+pub fn rss() -> u64 {
+    status_kib("VmRSS:") * 1024
+}
+
+/// Peak resident set size since the last [`reset_peak_rss`], in bytes.
+pub fn peak_rss() -> u64 {
+    status_kib("VmHWM:") * 1024
+}
+
+/// Resets the peak RSS counter (Linux ≥ 4.0: writing 5 to clear_refs).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Gives freed heap back to the OS before a memory reading, so RSS shows what is live
+/// rather than what the allocator kept from a peak.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim takes a byte count and touches only the allocator's own
+        // free lists; it is safe to call from any thread at any time.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
+/// When each message was sent, by message number (ids are `<prefix>-<n>`).
+pub struct SendTimes {
+    base: Instant,
+    nanos: Vec<AtomicU64>,
+}
+
+impl SendTimes {
+    pub fn new(base: Instant, capacity: usize) -> Arc<Self> {
+        Arc::new(Self { base, nanos: (0..capacity).map(|_| AtomicU64::new(0)).collect() })
+    }
+
+    pub fn mark(&self, n: usize, at: Instant) {
+        if let Some(slot) = self.nanos.get(n) {
+            let ns = u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
+            slot.store(ns.max(1), Ordering::Relaxed);
+        }
+    }
+
+    fn get(&self, n: usize) -> Option<Instant> {
+        let ns = self.nanos.get(n)?.load(Ordering::Relaxed);
+        (ns > 0).then(|| self.base + Duration::from_nanos(ns))
+    }
+}
+
+/// The message id of a push, wherever the vendor's body carries it (APNs top level, FCM
+/// `message.data`, Huawei `message.data` as a JSON string).
+fn message_id(body: &Value) -> Option<String> {
+    match body {
+        Value::Object(map) => {
+            if let Some(Value::String(id)) = map.get("msg") {
+                return Some(id.clone());
+            }
+            map.values().find_map(message_id)
+        }
+        Value::String(s) if s.starts_with('{') => serde_json::from_str::<Value>(s).ok().as_ref().and_then(message_id),
+        Value::Array(items) => items.iter().find_map(message_id),
+        _ => None,
+    }
+}
+
+/// Tokens a request addressed (Huawei batches several).
+fn token_count(r: &Received) -> u64 {
+    if r.vendor == "huawei" {
+        pushd::mock_vendor::huawei::tokens_of(&r.body).len().max(1) as u64
+    } else {
+        1
+    }
+}
+
+/// Per-scenario tallies from the mocks' records.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    /// Pushes answered 200 (counting each token of a batch), per vendor.
+    pub delivered: HashMap<&'static str, u64>,
+    /// Requests answered otherwise (scripted trouble, retries to come).
+    pub refused: u64,
+    pub requests: u64,
+    /// The last delivery, since the collector's base.
+    pub last: Option<Instant>,
+}
+
+impl Tally {
+    pub fn delivered_total(&self) -> u64 {
+        self.delivered.values().sum()
+    }
+}
+
+/// Drains the mocks' records at a bounded rate, turning each into a latency sample.
+pub struct Collector {
+    pub latency: Histogram<u64>,
+    pub tally: Tally,
+    prefix: String,
+    times: Arc<SendTimes>,
+}
+
+impl Collector {
+    pub fn new(prefix: &str, times: Arc<SendTimes>) -> Self {
+        Self {
+            // 1 µs to 10 min, 3 significant digits.
+            latency: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds"),
+            tally: Tally::default(),
+            prefix: format!("{prefix}-"),
+            times,
+        }
+    }
+
+    /// Takes what `mocks` recorded since the last call.
+    pub fn drain<'a>(&mut self, mocks: impl IntoIterator<Item = &'a MockServer>) {
+        for mock in mocks {
+            let start = mock.started_at();
+            for r in mock.take_received() {
+                self.tally.requests += 1;
+                if r.status != 200 || is_auth_call(&r) {
+                    self.tally.refused += u64::from(r.status != 200);
+                    continue;
+                }
+                let n = token_count(&r);
+                *self.tally.delivered.entry(r.vendor).or_default() += n;
+                let answered = start + Duration::from_micros(r.at_us);
+                self.tally.last = Some(self.tally.last.map_or(answered, |l| l.max(answered)));
+                let Some(id) = message_id(&r.body) else { continue };
+                let Some(num) = id.strip_prefix(&self.prefix).and_then(|s| s.parse::<usize>().ok()) else { continue };
+                if let Some(sent) = self.times.get(num) {
+                    let us = u64::try_from(answered.saturating_duration_since(sent).as_micros()).unwrap_or(u64::MAX);
+                    let _ = self.latency.record_n(us.max(1), n);
+                }
+            }
+        }
+    }
+}
+
+/// A record of a token-endpoint call (FCM, Huawei OAuth) rather than a push.
+fn is_auth_call(r: &Received) -> bool {
+    r.headers.get(":path").is_some_and(|p| p.ends_with("/token"))
+}
+
+/// Samples RSS every 50 ms while a scenario runs and keeps the highest (a second opinion next
+/// to the kernel's peak counter).
+pub struct RssSampler {
+    peak: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    pub fn start() -> Self {
+        let peak = Arc::new(AtomicU64::new(rss()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("load-rss".into())
+            .spawn(move || {
+                // Bounded: stops when told, and in any case after an hour.
+                for _ in 0..72_000 {
+                    if s.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    p.fetch_max(rss(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+            .ok();
+        Self { peak, stop, thread }
+    }
+
+    pub fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(Ordering::Relaxed).max(peak_rss())
+    }
+}
+
+/// Percentile of a histogram in milliseconds.
+pub fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        return f64::NAN;
+    }
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// A shared collector the load tasks and the drainer use.
+pub type SharedCollector = Arc<Mutex<Collector>>;

@@ -1,0 +1,140 @@
+//! Offline fan-out, and the ceiling it is compared with.
+//!
+//! 1. Ceiling: raw hyper h2 and reqwest h2 at the mock APNs, `concurrency` streams, one phase
+//!    each (measured before and after pushd's runs; the ratio uses the mean of the hyper runs).
+//! 2. For each store variant: N users with one iPhone each (every push goes to the mock APNs),
+//!    all offline; 1:1 text messages posted in batches of 100 by 4 posters as fast as pushd
+//!    accepts them (max rate), then at half that rate for one phase (latency).
+//! 3. The same max-rate fan-out to users with an iPhone and an Android phone (APNs + FCM or
+//!    Huawei): pushes to three vendors at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{backlog_of, post_max, post_rate, Ctx, MakeMessage, Measured, Row};
+use crate::ceiling;
+use crate::measure::{self, Cpu};
+use crate::rig::{on, register, DaemonOptions, Gateway, Population};
+
+fn one_to_one(prefix: &'static str, users: usize) -> MakeMessage {
+    Arc::new(move |n| {
+        let u = n % users;
+        let s = (n / users) % 97;
+        format!(
+            r#"{{"id":"{prefix}-{n}","from":{{"id":"s{s}","name":"Sender {s}"}},"conversation":{{"id":"c-{u}","type":"single"}},"to":["u{u}"],"kind":"text","text":"Are we still on for lunch at noon? ({n})"}}"#
+        )
+    })
+}
+
+/// Measures the raw clients and adds their rows; remembers the hyper figure for the ratio.
+pub async fn ceiling(ctx: &Ctx, rows: &mut Vec<Row>, when: &str) -> anyhow::Result<()> {
+    let (conc, phase, users) = (ctx.scale.concurrency, ctx.scale.phase, ctx.scale.users);
+    for client in ["raw hyper h2", "raw reqwest h2"] {
+        ctx.mocks.reset();
+        measure::reset_peak_rss();
+        let (cpu0, t0) = (Cpu::now(), Instant::now());
+        let apns = ctx.mocks.apns.clone();
+        let run = if client == "raw hyper h2" {
+            on(&ctx.load, async move { ceiling::hyper_h2(&apns, conc, phase, users).await }).await?
+        } else {
+            on(&ctx.load, async move { ceiling::reqwest_h2(&apns, conc, phase, users).await }).await?
+        };
+        let cpu = Cpu::now().cores_since(cpu0, t0.elapsed());
+        if client == "raw hyper h2" {
+            ctx.ceiling.lock().unwrap_or_else(|p| p.into_inner()).push(run.per_sec());
+        }
+        println!("  {client} ({when}): {:.0} requests/s, {} failed", run.per_sec(), run.failed);
+        rows.push(Row {
+            scenario: format!("ceiling: {client} ({when})"),
+            store: "-",
+            pushes: run.requests,
+            per_sec: run.per_sec(),
+            p50: measure::ms(&run.latency, 0.5),
+            p99: measure::ms(&run.latency, 0.99),
+            p999: measure::ms(&run.latency, 0.999),
+            cpu,
+            peak_rss: measure::peak_rss(),
+            note: format!("{conc} streams on one connection; latency = request round trip"),
+        });
+        ctx.mocks.reset();
+    }
+    Ok(())
+}
+
+/// Offline fan-out on one store variant: max rate, then half of it.
+pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow::Result<()> {
+    let s = ctx.scale;
+    let opts = DaemonOptions { store, ..DaemonOptions::default() };
+    let daemon = ctx.daemon(&format!("fanout-{store}"), &opts).await?;
+    let gw = Gateway::of(&daemon);
+    let t = Instant::now();
+    {
+        let gw = gw.clone();
+        on(&ctx.load, async move { register(&gw, Population::ApnsOnly, 0, s.users, 64).await }).await?;
+    }
+    println!("  registered {} iPhones in {:.1} s", s.users, t.elapsed().as_secs_f64());
+
+    // Max rate: closed loop, bounded by count and by one phase.
+    let m = Measured::begin(ctx, "fo", s.max_messages);
+    let sent = {
+        let (gw, times, make) = (gw.clone(), m.times.clone(), one_to_one("fo", s.users));
+        let backlog = (backlog_of(&daemon), 4 * s.concurrency);
+        on(&ctx.load, async move { post_max(&gw, &times, 0..s.max_messages, 100, 4, s.phase, backlog, make).await })
+            .await?
+    };
+    let drained = daemon.drained(Duration::from_secs(60)).await;
+    let mut row = m.finish("offline fan-out, max rate (APNs)", store).await;
+    let max_rate = row.per_sec;
+    if let Some(c) = ctx.ceiling() {
+        row.note = format!("ratio {:.2} of raw hyper ({:.0}/s); {sent} messages", max_rate / c, c);
+    } else {
+        row.note = format!("{sent} messages; {}", row.note);
+    }
+    if !drained {
+        row.note.push_str("; NOT DRAINED in 60 s");
+    }
+    println!("  max rate: {:.0} pushes/s, p99 {:.2} ms", row.per_sec, row.p99);
+    rows.push(row);
+
+    // Half of the max rate, open loop: the latency figure.
+    let rate = (max_rate / 2.0).max(10.0);
+    let capacity = (rate * s.phase.as_secs_f64() * 1.2) as usize + 10;
+    let m = Measured::begin(ctx, "fr", capacity);
+    let sent = {
+        let (gw, times, make) = (gw.clone(), m.times.clone(), one_to_one("fr", s.users));
+        on(&ctx.load, async move { post_rate(&gw, &times, 0..capacity, rate, s.phase, make).await }).await?
+    };
+    let drained = daemon.drained(Duration::from_secs(60)).await;
+    let mut row = m.finish(&format!("offline fan-out, 50 % of max ({rate:.0} msg/s)"), store).await;
+    row.note = format!("{sent} messages; target p99 <= 5 ms{}", if drained { "" } else { "; NOT DRAINED" });
+    println!("  half rate: {:.0} pushes/s, p50 {:.2} ms, p99 {:.2} ms", row.per_sec, row.p50, row.p99);
+    rows.push(row);
+    daemon.stop().await;
+    Ok(())
+}
+
+/// Max-rate fan-out to users with two phones on three vendors.
+pub async fn mixed(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let s = ctx.scale;
+    let users = s.users / 2;
+    let daemon = ctx.daemon("fanout-mixed", &DaemonOptions::default()).await?;
+    let gw = Gateway::of(&daemon);
+    {
+        let gw = gw.clone();
+        on(&ctx.load, async move { register(&gw, Population::Mixed, 0, users, 64).await }).await?;
+    }
+    let count = s.max_messages / 2;
+    let m = Measured::begin(ctx, "fm", count);
+    let sent = {
+        let (gw, times, make) = (gw.clone(), m.times.clone(), one_to_one("fm", users));
+        let backlog = (backlog_of(&daemon), 4 * s.concurrency);
+        on(&ctx.load, async move { post_max(&gw, &times, 0..count, 100, 4, s.phase, backlog, make).await }).await?
+    };
+    let drained = daemon.drained(Duration::from_secs(60)).await;
+    let mut row = m.finish("offline fan-out, max rate (APNs + FCM + Huawei)", "memory").await;
+    row.note = format!("{sent} messages, 2 devices each; {}{}", row.note, if drained { "" } else { "; NOT DRAINED" });
+    println!("  mixed: {:.0} pushes/s", row.per_sec);
+    rows.push(row);
+    daemon.stop().await;
+    Ok(())
+}

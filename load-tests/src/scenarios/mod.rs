@@ -1,0 +1,346 @@
+//! What every scenario shares: the context (runtimes, mocks, scale), one result row, a
+//! measured run (CPU, peak RSS, latency and deliveries from the mocks), and the two ways of
+//! sending messages: closed loop at the maximum rate, and open loop at a fixed rate.
+//!
+//! Every loop here is bounded by a count and a deadline.
+
+pub mod fanout;
+pub mod group;
+pub mod memory;
+pub mod presence;
+pub mod trouble;
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+
+use crate::measure::{self, Collector, Cpu, RssSampler, SendTimes, SharedCollector};
+use crate::rig::{Daemon, DaemonOptions, Gateway, Mocks};
+
+/// How big a run is.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    /// Users registered for the message scenarios.
+    pub users: usize,
+    /// Length of each timed phase.
+    pub phase: Duration,
+    /// Messages sent by a max-rate phase, at most.
+    pub max_messages: usize,
+    /// Devices registered by the memory scenario (two steps: 40 % then all).
+    pub memory_devices: usize,
+    /// Sessions made active by the memory scenario.
+    pub memory_sessions: usize,
+    /// Events sent by the presence-ingest phase.
+    pub presence_events: usize,
+    /// Groups of 500 in the group scenario, and messages per group.
+    pub groups: usize,
+    pub group_messages: usize,
+    /// Concurrency of the vendor connections (pushd's `max_in_flight` and the raw clients').
+    pub concurrency: usize,
+}
+
+impl Scale {
+    pub fn full() -> Self {
+        Self {
+            users: 20_000,
+            phase: Duration::from_secs(8),
+            max_messages: 400_000,
+            memory_devices: 1_000_000,
+            memory_sessions: 100_000,
+            presence_events: 1_000_000,
+            groups: 10,
+            group_messages: 40,
+            concurrency: 500,
+        }
+    }
+
+    pub fn smoke() -> Self {
+        Self {
+            users: 200,
+            phase: Duration::from_millis(300),
+            max_messages: 1_000,
+            memory_devices: 1_000,
+            memory_sessions: 200,
+            presence_events: 5_000,
+            groups: 1,
+            group_messages: 2,
+            concurrency: 20,
+        }
+    }
+}
+
+/// What a scenario gets.
+pub struct Ctx {
+    pub load: Handle,
+    pub mocks: Mocks,
+    pub scale: Scale,
+    pub work: std::path::PathBuf,
+    /// Raw hyper requests/s to the mock APNs, once measured (the ratio's denominator).
+    pub ceiling: Mutex<Vec<f64>>,
+}
+
+impl Ctx {
+    /// A fresh data dir for one daemon.
+    pub fn data_dir(&self, name: &str) -> anyhow::Result<std::path::PathBuf> {
+        let dir = self.work.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    pub async fn daemon(&self, name: &str, o: &DaemonOptions) -> anyhow::Result<Daemon> {
+        let dir = self.data_dir(name)?;
+        let mut o = o.clone();
+        if o.max_in_flight == DaemonOptions::default().max_in_flight {
+            o.max_in_flight = self.scale.concurrency;
+        }
+        Daemon::start(&self.mocks, &dir, &o).await
+    }
+
+    pub fn ceiling(&self) -> Option<f64> {
+        let c = self.ceiling.lock().unwrap_or_else(|p| p.into_inner());
+        (!c.is_empty()).then(|| c.iter().sum::<f64>() / c.len() as f64)
+    }
+}
+
+/// One line of the summary table.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub scenario: String,
+    pub store: &'static str,
+    /// Pushes answered 200 by the mocks (or requests, for the raw clients).
+    pub pushes: u64,
+    pub per_sec: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub cpu: Cpu,
+    pub peak_rss: u64,
+    pub note: String,
+}
+
+/// A measured phase in progress: started before the load, finished after pushd drained.
+pub struct Measured {
+    start: Instant,
+    cpu: Cpu,
+    rss: RssSampler,
+    collector: SharedCollector,
+    stop: Arc<AtomicBool>,
+    drainer: tokio::task::JoinHandle<()>,
+    pub times: Arc<SendTimes>,
+    mocks: Mocks,
+}
+
+impl Measured {
+    /// Starts measuring; message ids `<prefix>-<n>` for `n < capacity` are timed.
+    pub fn begin(ctx: &Ctx, prefix: &str, capacity: usize) -> Self {
+        ctx.mocks.reset();
+        measure::reset_peak_rss();
+        let start = Instant::now();
+        let times = SendTimes::new(start, capacity);
+        let collector = Arc::new(Mutex::new(Collector::new(prefix, times.clone())));
+        let stop = Arc::new(AtomicBool::new(false));
+        let drainer = {
+            let (c, stop, mocks) = (collector.clone(), stop.clone(), ctx.mocks.clone());
+            ctx.load.spawn(async move {
+                // Bounded: until told to stop, at most an hour.
+                for _ in 0..180_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let servers: Vec<_> = mocks.all().iter().map(|(_, m)| (*m).clone()).collect();
+                    c.lock().unwrap_or_else(|p| p.into_inner()).drain(servers.iter());
+                }
+            })
+        };
+        Self {
+            start,
+            cpu: Cpu::now(),
+            rss: RssSampler::start(),
+            collector,
+            stop,
+            drainer,
+            times,
+            mocks: ctx.mocks.clone(),
+        }
+    }
+
+    /// Ends the phase (call once pushd has drained) and returns its row.
+    pub async fn finish(self, scenario: &str, store: &'static str) -> Row {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.drainer.await;
+        let wall_end = Instant::now();
+        let cpu = Cpu::now().cores_since(self.cpu, wall_end - self.start);
+        let peak = self.rss.finish();
+        let mut c = self.collector.lock().unwrap_or_else(|p| p.into_inner());
+        let servers: Vec<_> = self.mocks.all().iter().map(|(_, m)| (*m).clone()).collect();
+        c.drain(servers.iter());
+        let delivered = c.tally.delivered_total();
+        // Throughput over the span from the first send to the last delivery.
+        let span = c.tally.last.map_or(wall_end - self.start, |l| l.saturating_duration_since(self.start));
+        let mut vendors: Vec<String> = c.tally.delivered.iter().map(|(v, n)| format!("{v} {n}")).collect();
+        vendors.sort();
+        Row {
+            scenario: scenario.to_owned(),
+            store,
+            pushes: delivered,
+            per_sec: delivered as f64 / span.as_secs_f64().max(1e-9),
+            p50: measure::ms(&c.latency, 0.5),
+            p99: measure::ms(&c.latency, 0.99),
+            p999: measure::ms(&c.latency, 0.999),
+            cpu,
+            peak_rss: peak,
+            note: format!("{}; {} refused answers", vendors.join(", "), c.tally.refused),
+        }
+    }
+}
+
+/// Builds the JSON of message `n`.
+pub type MakeMessage = Arc<dyn Fn(usize) -> String + Send + Sync>;
+
+fn batch_body(make: &MakeMessage, ids: Range<usize>) -> Vec<u8> {
+    let mut out = String::from("{\"messages\":[");
+    for (i, n) in ids.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&make(n));
+    }
+    out.push_str("]}");
+    out.into_bytes()
+}
+
+/// How many (message, recipient) pairs pushd holds not yet answered by the vendor.
+pub type Backlog = Arc<dyn Fn() -> usize + Send + Sync>;
+
+/// The backlog of a running daemon.
+pub fn backlog_of(d: &crate::rig::Daemon) -> Backlog {
+    let services = d.running.registry.services().clone();
+    Arc::new(move || services.pending())
+}
+
+/// Closed loop: `posters` tasks post batches of `batch` messages from `ids` as fast as pushd
+/// delivers them — a poster waits while pushd's backlog is above `max_backlog` pairs, so the
+/// rate measured is what pushd sustains, not what its intake journal can absorb — until all
+/// are sent or `limit` passes. Returns how many were sent.
+#[allow(clippy::too_many_arguments)]
+pub async fn post_max(
+    gw: &Gateway,
+    times: &Arc<SendTimes>,
+    ids: Range<usize>,
+    batch: usize,
+    posters: usize,
+    limit: Duration,
+    backlog: (Backlog, usize),
+    make: MakeMessage,
+) -> anyhow::Result<usize> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(ids.start));
+    let deadline = Instant::now() + limit;
+    let mut tasks = Vec::new();
+    for _ in 0..posters.max(1) {
+        let (gw, times, next, make, end) = (gw.clone(), times.clone(), next.clone(), make.clone(), ids.end);
+        let (backlog, max_backlog) = (backlog.0.clone(), backlog.1);
+        tasks.push(tokio::spawn(async move {
+            let mut sent = 0usize;
+            while Instant::now() < deadline {
+                if backlog() > max_backlog {
+                    tokio::time::sleep(Duration::from_micros(500)).await;
+                    continue;
+                }
+                let from = next.fetch_add(batch, Ordering::Relaxed);
+                if from >= end {
+                    break;
+                }
+                let to = (from + batch).min(end);
+                let body = batch_body(&make, from..to);
+                let now = Instant::now();
+                for n in from..to {
+                    times.mark(n, now);
+                }
+                gw.post_retrying("/v1/messages", body).await?;
+                sent += to - from;
+            }
+            anyhow::Ok(sent)
+        }));
+    }
+    let mut sent = 0;
+    for t in tasks {
+        sent += t.await??;
+    }
+    Ok(sent)
+}
+
+/// Open loop: `rate` messages per second from `ids`, posted every `tick` as one batch, for
+/// `duration` (at most `max_outstanding` requests unanswered). Returns how many were sent.
+pub async fn post_rate(
+    gw: &Gateway,
+    times: &Arc<SendTimes>,
+    ids: Range<usize>,
+    rate: f64,
+    duration: Duration,
+    make: MakeMessage,
+) -> anyhow::Result<usize> {
+    let tick = Duration::from_millis(2);
+    let max_outstanding = Arc::new(tokio::sync::Semaphore::new(256));
+    let start = Instant::now();
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut next = ids.start;
+    let mut tasks = Vec::new();
+    while start.elapsed() < duration && next < ids.end {
+        interval.tick().await;
+        let due = ids.start + (start.elapsed().as_secs_f64() * rate) as usize;
+        let to = due.min(ids.end);
+        if to <= next {
+            continue;
+        }
+        let Ok(permit) = max_outstanding.clone().acquire_owned().await else { break };
+        let (from, body) = (next, batch_body(&make, next..to));
+        next = to;
+        let now = Instant::now();
+        for n in from..to {
+            times.mark(n, now);
+        }
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = gw.post_retrying("/v1/messages", body).await;
+            drop(permit);
+            r
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(next - ids.start)
+}
+
+/// A small deterministic generator (xorshift) so runs are repeatable.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next() % 1_000_000) as f64 / 1_000_000.0 < p
+    }
+}
