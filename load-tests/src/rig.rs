@@ -147,6 +147,8 @@ impl Mocks {
 pub struct DaemonOptions {
     /// `"memory"` or `"embedded"`.
     pub store: &'static str,
+    /// `store.sync`: `"commit"` (fsync before answering) or `"interval"`.
+    pub sync: &'static str,
     /// `policy.ack_timeout_ms`.
     pub ack_timeout_ms: u64,
     /// `sessions.idle_passivate_ms`.
@@ -161,6 +163,7 @@ impl Default for DaemonOptions {
     fn default() -> Self {
         Self {
             store: "memory",
+            sync: "commit",
             ack_timeout_ms: 0,
             idle_passivate_ms: 600_000,
             max_in_flight: 1000,
@@ -188,6 +191,7 @@ impl Daemon {
             shutdown_grace_ms = 5000
             [store]
             kind = "{store}"
+            sync = "{sync}"
             [api]
             keys = ["{API_KEY}"]
             max_message_batch = 500
@@ -232,6 +236,7 @@ impl Daemon {
             "#,
             dir = dir.display(),
             store = o.store,
+            sync = o.sync,
             ack = o.ack_timeout_ms,
             idle = o.idle_passivate_ms,
             in_flight = o.max_in_flight,

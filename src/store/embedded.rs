@@ -21,6 +21,12 @@ use crate::model::{
 use crate::render::TemplateConfig;
 use crate::trace::TraceEntry;
 
+/// Largest memtable of a keyspace before fjall flushes it to disk. fjall's default is 64 MiB
+/// per keyspace, and pushd has eleven: measured (load harness, issue 6), a million registered
+/// idle devices kept ~300 MiB resident, most of it memtables of data already in the journal.
+/// 8 MiB is the low end of fjall's recommended 8–64 MiB. Applies to keyspaces when created.
+const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// The fjall-backed store.
 pub struct EmbeddedStore {
     db: Database,
@@ -69,7 +75,9 @@ impl EmbeddedStore {
     pub fn open(dir: &Path, mode: SyncMode, interval: Duration) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
         let db = Database::builder(dir).open().map_err(|e| err(format!("{}: {e}", dir.display())))?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(err);
+        let ks = |name: &str| {
+            db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)).map_err(err)
+        };
         Ok(Self {
             devices: ks("devices")?,
             tokens: ks("tokens")?,
@@ -378,10 +386,12 @@ impl Store for EmbeddedStore {
         let index = key(&[user.as_str(), &format!("#{}", entry.message_id.as_str())]);
         self.traces.insert(index, next.to_be_bytes().to_vec()).map_err(err)?;
         // Keep the newest `keep`: drop from the oldest end. Measured (load harness, issue 6):
-        // reading and parsing every entry of the user on each new trace was a fifth of pushd's
-        // CPU in an embedded-store fan-out. Sequence numbers only grow, so while the oldest
-        // entry is fewer than `keep` numbers behind the newest there cannot be more than `keep`
-        // entries and nothing is read; otherwise keys are counted and only the excess parsed.
+        // this read and parsed every entry of the user on each new trace (`keep` = 100 JSON
+        // parses per push once a user's history is full); upsert_trace was a fifth of pushd's
+        // CPU in an embedded-store fan-out already at ~3 traces per user. Sequence numbers only
+        // grow, so while the oldest entry is fewer than `keep` numbers behind the newest there
+        // cannot be more than `keep` entries and nothing is read; otherwise keys are counted and
+        // only the excess is parsed.
         let keep = keep.max(1);
         let prefix = trace_key(user, 0)[..user.as_str().len() + 2].to_vec();
         let first = self.traces.prefix(&prefix).next().map(|g| g.key()).transpose().map_err(err)?;

@@ -61,11 +61,16 @@ pub async fn ceiling(ctx: &Ctx, rows: &mut Vec<Row>, when: &str) -> anyhow::Resu
     Ok(())
 }
 
-/// Offline fan-out on one store variant: max rate, then half of it.
-pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow::Result<()> {
+/// Offline fan-out on one store variant (`sync`: the embedded store's `store.sync`): max
+/// rate, then half of it.
+pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str, sync: &'static str) -> anyhow::Result<()> {
     let s = ctx.scale;
-    let opts = DaemonOptions { store, ..DaemonOptions::default() };
-    let daemon = ctx.daemon(&format!("fanout-{store}"), &opts).await?;
+    let opts = DaemonOptions { store, sync, ..DaemonOptions::default() };
+    let daemon = ctx.daemon(&format!("fanout-{store}-{sync}"), &opts).await?;
+    let label: &'static str = match (store, sync) {
+        ("embedded", "interval") => "embedded, sync=interval",
+        _ => store,
+    };
     let gw = Gateway::of(&daemon);
     let t = Instant::now();
     {
@@ -83,10 +88,10 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
             .await?
     };
     let drained = daemon.drained(Duration::from_secs(60)).await;
-    let mut row = m.finish("offline fan-out, max rate (APNs)", store).await;
+    let mut row = m.finish("offline fan-out, max rate (APNs)", label).await;
     let max_rate = row.per_sec;
     if let Some(c) = ctx.ceiling() {
-        row.note = format!("ratio {:.2} of raw hyper ({:.0}/s); {sent} messages", max_rate / c, c);
+        row.note = format!("ratio {:.2} of raw hyper ({:.0}/s); {sent} messages; {}", max_rate / c, c, row.note);
     } else {
         row.note = format!("{sent} messages; {}", row.note);
     }
@@ -105,8 +110,9 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
         on(&ctx.load, async move { post_rate(&gw, &times, 0..capacity, rate, s.phase, make).await }).await?
     };
     let drained = daemon.drained(Duration::from_secs(60)).await;
-    let mut row = m.finish(&format!("offline fan-out, 50 % of max ({rate:.0} msg/s)"), store).await;
-    row.note = format!("{sent} messages; target p99 <= 5 ms{}", if drained { "" } else { "; NOT DRAINED" });
+    let mut row = m.finish(&format!("offline fan-out, 50 % of max ({rate:.0} msg/s)"), label).await;
+    row.note =
+        format!("{sent} messages; target p99 <= 5 ms; {}{}", row.note, if drained { "" } else { "; NOT DRAINED" });
     println!("  half rate: {:.0} pushes/s, p50 {:.2} ms, p99 {:.2} ms", row.per_sec, row.p50, row.p99);
     rows.push(row);
     daemon.stop().await;

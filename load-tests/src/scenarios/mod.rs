@@ -194,7 +194,12 @@ impl Measured {
             p999: measure::ms(&c.latency, 0.999),
             cpu,
             peak_rss: peak,
-            note: format!("{}; {} refused answers", vendors.join(", "), c.tally.refused),
+            note: format!(
+                "pushd {:.0} µs CPU/push; {}; {} refused answers",
+                cpu.pushd * (wall_end - self.start).as_secs_f64() * 1e6 / delivered.max(1) as f64,
+                vendors.join(", "),
+                c.tally.refused
+            ),
         }
     }
 }
