@@ -86,16 +86,14 @@ pub fn reset_peak_rss() {
 /// Gives freed heap back to the OS before a memory reading, so RSS shows what is live
 /// rather than what the allocator kept from a peak.
 pub fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: glibc's malloc_trim takes a byte count and touches only the allocator's own
-        // free lists; it is safe to call from any thread at any time.
-        unsafe {
-            malloc_trim(0);
-        }
+    extern "C" {
+        /// mimalloc's own "collect": the process allocator is mimalloc (`pushd`'s lib.rs).
+        fn mi_collect(force: bool);
+    }
+    // SAFETY: mi_collect takes a flag and touches only the allocator's own free lists and
+    // pages; it is safe to call from any thread at any time.
+    unsafe {
+        mi_collect(true);
     }
 }
 

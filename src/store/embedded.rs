@@ -91,7 +91,7 @@ impl EmbeddedStore {
             traces: ks("traces")?,
             templates: ks("templates")?,
             intake: Mutex::new(()),
-            syncer: Syncer::start(db.clone(), mode, interval),
+            syncer: Syncer::start(db.clone(), dir, mode, interval),
             db,
         })
     }

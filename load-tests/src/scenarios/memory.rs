@@ -2,7 +2,7 @@
 //!
 //! Idle devices: pushd with a 1 s passivation registers devices through the API (users with an
 //! iPhone and an Android phone) in three steps (25 %, 50 %, all); after each step it waits until
-//! every session has passivated, returns freed heap to the OS (`malloc_trim`) and reads RSS.
+//! every session has passivated, returns freed heap to the OS (`mi_collect`) and reads RSS.
 //! Bytes per device = RSS growth / devices; the growth between the steps gives the marginal
 //! cost, from which the figure at 1 M devices is extrapolated (printed as such).
 //!
