@@ -237,25 +237,30 @@ async fn post_presence(_k: GatewayKey, state: web::Data<ApiState>, b: Body) -> R
         by_user.entry(u).or_default().push(e);
     }
     let registry = &state.registry;
-    let results = join_all(by_user.into_iter().map(|(u, evs)| async move {
-        let mut applied = 0usize;
-        let mut ignored = 0usize;
-        for e in evs {
-            if registry.call(&u, e).await?? {
-                applied += 1;
-            } else {
-                ignored += 1;
+    // One deadline for the batch, not a timer per event (see `Registry::call_untimed`).
+    let (applied, ignored) = Registry::deadline(async {
+        let results = join_all(by_user.into_iter().map(|(u, evs)| async move {
+            let mut applied = 0usize;
+            let mut ignored = 0usize;
+            for e in evs {
+                if registry.call_untimed(&u, e).await?? {
+                    applied += 1;
+                } else {
+                    ignored += 1;
+                }
             }
+            Ok::<_, ApiError>((applied, ignored))
+        }))
+        .await;
+        let (mut applied, mut ignored) = (0, 0);
+        for r in results {
+            let (a, i) = r?;
+            applied += a;
+            ignored += i;
         }
         Ok::<_, ApiError>((applied, ignored))
-    }))
-    .await;
-    let (mut applied, mut ignored) = (0, 0);
-    for r in results {
-        let (a, i) = r?;
-        applied += a;
-        ignored += i;
-    }
+    })
+    .await?;
     durable(&state).await?;
     Ok(HttpResponse::Accepted().json(json!({ "applied": applied, "ignored_stale": ignored })))
 }
