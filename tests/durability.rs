@@ -302,3 +302,24 @@ async fn sigterm_finishes_in_flight_pushes_and_exits_zero() {
     let got = apns.wait_for(|r| r.len() >= 5, WAIT).await.unwrap();
     assert_eq!(got.iter().filter(|r| r.status == 200).count(), 5);
 }
+
+#[actix_rt::test]
+async fn a_push_awaiting_its_answer_shows_in_the_trace_which_is_stored_once_answered() {
+    let d = TestDaemon::start_with(EMBEDDED).await;
+    d.register_apns("gus", "phone").await;
+    // A late answer (within the 3 s request timeout of the tests) keeps the message open in
+    // the session, whose trace is not stored yet.
+    d.apns.script(MockRule::any(MockAnswer { delay_ms: Some(1500), ..MockAnswer::default() }));
+    d.send_text("slow-1", "alice", &["gus"], "hello").await;
+    let pending = d.wait_trace_device("gus", "slow-1", "phone", |t| t["decision"] == "push").await;
+    assert!(pending["push"]["outcome"].is_null(), "no answer yet: {pending:#}");
+    let done = d.wait_outcome("gus", "slow-1", "phone").await;
+    assert_eq!(done["push"]["outcome"], "delivered", "{done:#}");
+
+    // Completed, the trace is in the store: a restarted daemon (no session yet) serves it.
+    let d = d.restart().await;
+    let (_, pushes) = d.get("/v1/users/gus/pushes").await;
+    let entries = pushes["pushes"].as_array().expect("pushes");
+    assert_eq!(entries.len(), 1, "{pushes:#}");
+    assert_eq!(entries[0]["devices"][0]["push"]["outcome"], "delivered", "{pushes:#}");
+}

@@ -707,6 +707,14 @@ async fn get_pushes(
     let u = user(&path)?;
     let query = query.map_err(|e| ApiError::InvalidField(format!("query: {e}")))?;
     let limit = query.limit.unwrap_or(50).min(1000);
-    let entries: Vec<TraceEntry> = state.registry.services().store.traces(&u, limit)?;
+    // A running session holds the traces of the messages it still works on (stored when each
+    // completes): ask it before reading the store, so a message completing in between is in
+    // one of the two.
+    let open = state.registry.ask_running(&u, OpenTraces).await?.unwrap_or_default();
+    let stored: Vec<TraceEntry> = state.registry.services().store.traces(&u, limit)?;
+    let open_ids: std::collections::HashSet<MessageId> = open.iter().map(|t| t.message_id.clone()).collect();
+    let mut entries: Vec<TraceEntry> = open;
+    entries.extend(stored.into_iter().filter(|t| !open_ids.contains(&t.message_id)));
+    entries.truncate(limit);
     Ok(HttpResponse::Ok().json(json!({ "user": u.as_str(), "pushes": entries })))
 }

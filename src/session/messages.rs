@@ -43,6 +43,11 @@ pub struct DeviceStatus {
 #[rtype(result = "Result<Vec<DeviceStatus>, StoreError>")]
 pub struct ListDevices;
 
+/// The traces of the messages the session still works on (not stored yet), newest first.
+#[derive(Debug, Clone, ActixMessage)]
+#[rtype(result = "Vec<crate::trace::TraceEntry>")]
+pub struct OpenTraces;
+
 /// A presence event from the gateway; ignored when older than the last applied one.
 #[derive(Debug, Clone, ActixMessage)]
 #[rtype(result = "Result<bool, StoreError>")]

@@ -221,6 +221,25 @@ impl Registry {
         Err(SessionError::Gone)
     }
 
+    /// Asks the user's session, only if one is running (never starts one): `None` if none is.
+    pub async fn ask_running<M>(self: &Arc<Self>, user: &UserId, msg: M) -> Result<Option<M::Result>, SessionError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        Session: Handler<M>,
+        <Session as Actor>::Context: ToEnvelope<Session, M>,
+    {
+        let Some(addr) = self.sessions.get(user).filter(|a| a.connected()).map(|a| a.clone()) else {
+            return Ok(None);
+        };
+        match addr.send(msg).timeout(SEND_TIMEOUT).await {
+            Ok(r) => Ok(Some(r)),
+            // Stopped meanwhile: it stored its traces when it stopped.
+            Err(MailboxError::Closed) => Ok(None),
+            Err(MailboxError::Timeout) => Err(SessionError::Busy),
+        }
+    }
+
     /// Runs `calls` (built from [`Registry::call_untimed`]) under the deadline of one call.
     pub async fn deadline<T, E: From<SessionError>>(
         calls: impl std::future::Future<Output = Result<T, E>>,
