@@ -45,6 +45,7 @@ use http::{Method, Request};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
+use super::oauth::AccessTokens;
 use super::tls::Protocols;
 use super::{
     default_addr, lock, reply, scripted_delay, start_mock, Conn, Core, MockAnswer, MockServer, MockTls, ReadRequest,
@@ -255,8 +256,8 @@ impl MockVivo {
             core,
             cfg,
             state: Mutex::new(State::default()),
+            tokens: AccessTokens::new(),
             auth_requests: AtomicU64::new(0),
-            issued: AtomicU64::new(0),
             tasks: AtomicU64::new(0),
         })
         .await?;
@@ -270,7 +271,7 @@ impl MockVivo {
 
     /// Tokens issued so far.
     pub fn tokens_issued(&self) -> u64 {
-        self.vivo.issued.load(Ordering::Relaxed)
+        self.vivo.tokens.issued()
     }
 
     /// Messages accepted, oldest first (at most [`RECORD_CAPACITY`]).
@@ -298,19 +299,14 @@ struct Vivo {
     core: Arc<Core>,
     cfg: MockVivoConfig,
     state: Mutex<State>,
+    /// Several stay valid at once: a new one does not end the others.
+    tokens: AccessTokens,
     auth_requests: AtomicU64,
-    issued: AtomicU64,
     tasks: AtomicU64,
-}
-
-struct IssuedToken {
-    expires_at: Timestamp,
-    revoked: bool,
 }
 
 #[derive(Default)]
 struct State {
-    tokens: HashMap<String, IssuedToken>,
     /// Auth calls in the current second of the mock clock.
     auth_second: i64,
     auth_in_second: u32,
@@ -523,15 +519,7 @@ impl Vivo {
         if signature != sign(app_id, app_key, timestamp, &self.cfg.app_secret) {
             return Err(c.sign_invalid);
         }
-        let token = uuid::Uuid::new_v4().to_string();
-        let ttl = i64::try_from(self.cfg.token_ttl_secs).unwrap_or(i64::MAX);
-        let expires_at = now.checked_add_signed(chrono::Duration::seconds(ttl)).unwrap_or(Timestamp::MAX_UTC);
-        let mut state = lock(&self.state);
-        // Several tokens stay valid at once; drop only the dead ones.
-        state.tokens.retain(|_, t| t.expires_at > now);
-        state.tokens.insert(token.clone(), IssuedToken { expires_at, revoked: false });
-        self.issued.fetch_add(1, Ordering::Relaxed);
-        Ok(token)
+        Ok(self.tokens.issue(app_key, now, self.cfg.token_ttl_secs, |_| uuid::Uuid::new_v4().to_string()))
     }
 
     /// A non-auth call: the answer and the script applied.
@@ -540,12 +528,7 @@ impl Vivo {
             return (Answer { http: 405, body: Err(SERVER_ERROR) }, None);
         }
         let token = r.header("authtoken").unwrap_or_default().to_owned();
-        let live = {
-            let now = self.core.clock().now();
-            let state = lock(&self.state);
-            state.tokens.get(&token).is_some_and(|t| !t.revoked && now < t.expires_at)
-        };
-        if !live {
+        if !self.tokens.is_valid(&token, self.core.clock().now()) {
             return (Answer::result(AUTH_INVALID_RESULT), None);
         }
         let Some(Value::Object(body)) = r.json() else {
@@ -565,9 +548,7 @@ impl Vivo {
     /// body, or a result code.
     fn scripted(&self, s: &MockAnswer, token: &str) -> Option<Answer> {
         if s.expire_auth {
-            if let Some(t) = lock(&self.state).tokens.get_mut(token) {
-                t.revoked = true;
-            }
+            self.tokens.revoke(token);
             return Some(Answer::result(AUTH_INVALID_RESULT));
         }
         if let Some(status) = s.status.filter(|s| *s != 200) {
