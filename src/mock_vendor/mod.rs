@@ -11,6 +11,7 @@
 //! - [`apns`], [`fcm`]: one file per vendor: config, validation rules, error bodies;
 //! - `oauth`: the access tokens a mock issued and the token-request form, for the mocks with
 //!   a token endpoint or auth call (Huawei, Honor, FCM, OPPO, vivo);
+//! - `form`: the request plumbing of the form-encoded send endpoints (Xiaomi, Meizu);
 //! - [`control`]: a plain HTTP/1.1 server to inspect and script mocks from outside.
 //!
 //! Adding a vendor (huawei, xiaomi, …) is one more file: a config, a `Vendor` impl and a
@@ -30,6 +31,7 @@
 pub mod apns;
 pub mod control;
 pub mod fcm;
+mod form;
 pub mod honor;
 pub mod huawei;
 pub mod meizu;
