@@ -18,6 +18,8 @@ pub mod apns;
 pub mod auth_cache;
 pub mod credential;
 pub mod fcm;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod honor;
 pub mod huawei;
 pub mod meizu;

@@ -783,16 +783,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::provider::fixtures::{self, at_ms, token};
     use crate::provider::Priority;
 
     const APP_ID: u64 = 10004;
     const APP_KEY: &str = "25509283-3767-4b9e-83fe-b6e55ac6b123";
     const APP_SECRET: &str = "scrt-7f3a-4c21-9e0d-demo";
     const REG_ID: &str = "15580731370251120044391";
-
-    fn at_ms(ms: i64) -> Timestamp {
-        chrono::DateTime::from_timestamp_millis(ms).expect("valid timestamp")
-    }
 
     fn config() -> VivoConfig {
         VivoConfig {
@@ -812,31 +809,11 @@ mod tests {
     }
 
     fn push() -> VendorPush {
-        VendorPush {
-            push_type: PushType::Alert,
-            title: "Alice".into(),
-            body: "See you at 6?".into(),
-            badge: Some(2),
-            sound: Some("default".into()),
-            priority: Priority::High,
-            collapse_id: None,
-            ttl: Some(Duration::from_secs(86_400)),
-            created_at: at_ms(1_700_000_000_000),
-            thread_id: Some("c42".into()),
-            data: BTreeMap::from([
-                ("conv".to_owned(), "c42".to_owned()),
-                ("msg".to_owned(), "7f3c".to_owned()),
-                ("sender".to_owned(), "alice".to_owned()),
-            ]),
-        }
+        fixtures::push(PushType::Alert)
     }
 
     fn auth() -> AuthToken {
         AuthToken { value: "1f0e7f0c-5a1d-4f6b-9c3e-0d2b7a9e4c11".into(), refresh_at: at_ms(1_700_003_600_000) }
-    }
-
-    fn token(s: &str) -> Token {
-        Token::from_trusted(s.to_owned())
     }
 
     #[test]
@@ -908,11 +885,11 @@ mod tests {
                 "regId": REG_ID,
                 "notifyType": 4,
                 "title": "Alice",
-                "content": "See you at 6?",
+                "content": "See you at 8?",
                 "timeToLive": 86400,
                 "skipType": 1,
                 "networkType": -1,
-                "clientCustomMap": { "conv": "c42", "msg": "7f3c", "sender": "alice" },
+                "clientCustomMap": { "conv": "c42", "msg": "m9", "sender": "alice" },
                 "requestId": request_id,
                 "classification": 1,
                 "category": "IM",
@@ -1031,11 +1008,11 @@ mod tests {
             json!({
                 "notifyType": 4,
                 "title": "Alice",
-                "content": "See you at 6?",
+                "content": "See you at 8?",
                 "timeToLive": 900,
                 "skipType": 1,
                 "networkType": -1,
-                "clientCustomMap": { "conv": "c42", "msg": "7f3c", "sender": "alice" },
+                "clientCustomMap": { "conv": "c42", "msg": "m9", "sender": "alice" },
                 "requestId": request_id,
                 "classification": 1,
                 "category": "IM",
@@ -1255,10 +1232,7 @@ mod tests {
     }
 
     fn answer(status: u16, body: &str) -> Outcome {
-        let status = StatusCode::from_u16(status).expect("status");
-        let mut out = vivo().classify(&[token(REG_ID)], status, &HeaderMap::new(), body.as_bytes());
-        assert_eq!(out.len(), 1);
-        out.remove(0)
+        fixtures::classify_one(&vivo(), token(REG_ID), status, body)
     }
 
     #[test]
