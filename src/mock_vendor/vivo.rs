@@ -19,7 +19,9 @@
 //! `expire_auth` revokes the token used and answers 10000. The two group calls are scripted by
 //! name: a rule for [`SAVE_LIST_SCRIPT`] answers the payload upload, one for
 //! [`PUSH_TO_LIST_SCRIPT`] the whole list push (a rule without a token answers whichever comes
-//! first); a rule for a regId with a dead-target word lists it in `invalidUsers`. Not
+//! first); a rule for a regId with a dead-target word lists it in `invalidUsers`. A scripted
+//! `"10151"` for a list push expires its task as vivo would: the saved payload is forgotten,
+//! so later list pushes naming the task get 10151 too and only a new upload helps. Not
 //! scriptable: dropped connections, auth-call failures.
 //!
 //! Unverified facts the mock picks (vivo.md §8): the auth error codes beyond 10200/10201
@@ -55,7 +57,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::model::Timestamp;
 use crate::provider::vivo::{
     sign, AUTH_INVALID_RESULT, CONTENT_MAX_WIDTH, CUSTOM_MAP_MAX_CHARS, CUSTOM_MAP_MAX_PAIRS, DAILY_QUOTA_RESULT,
-    NOT_TEST_DEVICE_STATUS, RATE_LIMITED_RESULT, TITLE_MAX_WIDTH, TTL_RANGE_SECS,
+    NOT_TEST_DEVICE_STATUS, RATE_LIMITED_RESULT, TASK_UNKNOWN_RESULT, TITLE_MAX_WIDTH, TTL_RANGE_SECS,
 };
 
 const AUTH: &str = "/message/auth";
@@ -357,7 +359,7 @@ fn desc(result: i64) -> &'static str {
         RATE_LIMITED_RESULT => "超过调用频率限制",
         10094 => "appId与鉴权信息不一致",
         10150 => "regIds不能为空",
-        10151 => "taskId不合法",
+        TASK_UNKNOWN_RESULT => "taskId不合法",
         10153 => "regIds个数不合法",
         10154 => "aliases个数不合法",
         10301 => "alias长度不合法",
@@ -648,7 +650,7 @@ impl Vivo {
         let task_id =
             body.get("taskId").and_then(|v| v.as_str().map(str::to_owned).or_else(|| int(v).map(|n| n.to_string())));
         let Some(payload) = task_id.as_ref().and_then(|t| lock(&self.state).payloads.get(t).cloned()) else {
-            return fail(10151);
+            return fail(TASK_UNKNOWN_RESULT);
         };
         let aliases = body.get("aliases").and_then(Value::as_array).map_or(0, Vec::len);
         if reg_ids.is_empty() && aliases == 0 {
@@ -671,6 +673,10 @@ impl Vivo {
         }
         let request_script = self.core.take_answer(PUSH_TO_LIST_SCRIPT);
         if let Some(answer) = request_script.as_ref().and_then(|s| self.scripted(s, token)) {
+            if answer.body.as_ref().is_ok_and(|b| b.get("result").and_then(int) == Some(TASK_UNKNOWN_RESULT)) {
+                // The task expired: vivo forgets the payload, and its requestId no longer dedups.
+                lock(&self.state).payloads.remove(&task_id);
+            }
             return (answer, request_script);
         }
         let test = payload.get("pushMode").and_then(int) == Some(1);
@@ -954,6 +960,15 @@ mod tests {
             "timeToLive": 86400, "skipType": 1, "networkType": -1, "classification": 1, "category": "IM",
             "requestId": request_id, "pushMode": 0, "clientCustomMap": { "conv": "c42" }
         })
+    }
+
+    /// A `saveListPayload` body: [`message`] without its regId.
+    fn list_payload(request_id: &str) -> Value {
+        let mut payload = message(REG_A, request_id);
+        if let Some(o) = payload.as_object_mut() {
+            o.remove("regId");
+        }
+        payload
     }
 
     #[tokio::test]
@@ -1248,10 +1263,7 @@ mod tests {
         let mock = start(&clock).await;
         let c = client(&mock, false);
         let token = auth_token(&c, &mock, &clock).await;
-        let mut payload = message(REG_A, "save-1");
-        if let Some(o) = payload.as_object_mut() {
-            o.remove("regId");
-        }
+        let payload = list_payload("save-1");
         mock.script(MockRule::for_token(REG_B, MockAnswer::with_reason("unknown")));
 
         let (_, short_ttl) =
@@ -1282,13 +1294,7 @@ mod tests {
         let mock = start(&clock).await;
         let c = client(&mock, false);
         let token = auth_token(&c, &mock, &clock).await;
-        let payload = |r: &str| {
-            let mut p = message(REG_A, r);
-            if let Some(o) = p.as_object_mut() {
-                o.remove("regId");
-            }
-            p
-        };
+        let payload = list_payload;
         mock.script(MockRule::for_token(PUSH_TO_LIST_SCRIPT, MockAnswer::with_reason("10071")).times(1));
         mock.script(MockRule::for_token(SAVE_LIST_SCRIPT, MockAnswer::with_reason("10252")).times(1));
 
@@ -1306,6 +1312,29 @@ mod tests {
         assert_ne!(other["taskId"], saved["taskId"]);
         assert_eq!(mock.duplicates(), 1);
         assert_eq!(limited["result"], RATE_LIMITED_RESULT);
+        assert_eq!(pushed["result"], 0, "{pushed}");
+        assert_eq!(mock.delivered().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_scripted_10151_expires_the_task_so_only_a_new_upload_helps() {
+        let clock = clock();
+        let mock = start(&clock).await;
+        let c = client(&mock, false);
+        let token = auth_token(&c, &mock, &clock).await;
+        let payload = list_payload("save-1");
+        mock.script(MockRule::for_token(PUSH_TO_LIST_SCRIPT, MockAnswer::with_reason("10151")).times(1));
+
+        let (_, saved) = post(&c, &mock, SAVE_LIST, Some(&token), &payload).await;
+        let list = |task: &Value, r: &str| json!({ "regIds": [REG_A, REG_B], "taskId": task, "requestId": r });
+        let (_, expired) = post(&c, &mock, PUSH_TO_LIST, Some(&token), &list(&saved["taskId"], "l-1")).await;
+        let (_, still) = post(&c, &mock, PUSH_TO_LIST, Some(&token), &list(&saved["taskId"], "l-2")).await;
+        let (_, again) = post(&c, &mock, SAVE_LIST, Some(&token), &payload).await;
+        let (_, pushed) = post(&c, &mock, PUSH_TO_LIST, Some(&token), &list(&again["taskId"], "l-3")).await;
+
+        assert_eq!((expired["result"].as_i64(), still["result"].as_i64()), (Some(10151), Some(10151)));
+        assert_eq!(again["result"], 0);
+        assert_ne!(again["taskId"], saved["taskId"], "the repeated requestId no longer answers the dead task");
         assert_eq!(pushed["result"], 0, "{pushed}");
         assert_eq!(mock.delivered().len(), 2);
     }
