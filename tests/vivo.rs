@@ -4,7 +4,8 @@
 //!
 //! The test config allows 3 attempts, 20–200 ms backoff and a 5 s deadline. The daily-quota
 //! tests need the shared layer's parking (`quota_recheck_ms`); the group tests its batching by
-//! `batch_key` and its prepare step (`saveListPayload` once per batch, then `pushToList`).
+//! `batch_key` and its prepare step (`saveListPayload` once per batch, then `pushToList`; once
+//! more when vivo answers 10151 because the task expired).
 
 mod support;
 
@@ -86,6 +87,11 @@ fn attempts(device: &Value) -> Vec<(Option<u64>, String)> {
         .iter()
         .map(|a| (a["status"].as_u64(), a["outcome"].as_str().unwrap_or_default().to_owned()))
         .collect()
+}
+
+/// [`attempts`] of requests vivo answered with HTTP 200, one per outcome word.
+fn answered(outcomes: &[&str]) -> Vec<(Option<u64>, String)> {
+    outcomes.iter().map(|o| (Some(200), (*o).to_owned())).collect()
 }
 
 /// The trace of `message` for `user` once its push shows `outcome` for `device`.
@@ -178,7 +184,7 @@ async fn a_rate_limit_answer_is_retried_after_a_second_with_the_same_request_id(
 
     let device = d.wait_outcome("bob", "m1", "phone").await;
     assert_eq!(device["push"]["outcome"], "delivered", "{device:#}");
-    assert_eq!(attempts(&device), vec![(Some(200), "retry".to_owned()), (Some(200), "delivered".to_owned())]);
+    assert_eq!(attempts(&device), answered(&["retry", "delivered"]));
     let got = received_for(&mock, &token, 2).await;
     assert_eq!(got[0].answer["result"], 10071);
     assert_eq!(got[0].body["requestId"], got[1].body["requestId"], "a retry reuses the requestId");
@@ -198,7 +204,7 @@ async fn a_rejected_auth_token_is_refreshed_once_and_the_push_delivered() {
 
     let device = d.wait_outcome("bob", "m2", "phone").await;
     assert_eq!(device["push"]["outcome"], "delivered", "{device:#}");
-    assert_eq!(attempts(&device), vec![(Some(200), "refresh_auth".to_owned()), (Some(200), "delivered".to_owned())]);
+    assert_eq!(attempts(&device), answered(&["refresh_auth", "delivered"]));
     assert_eq!(mock.auth_requests(), 2, "exactly one refresh");
     let got = received_for(&mock, &token, 3).await;
     assert_eq!(got[1].answer["result"], 10000);
@@ -284,6 +290,11 @@ fn calls(mock: &MockVivo, path: &str) -> Vec<Received> {
     mock.received().into_iter().filter(|r| r.headers[":path"] == path).collect()
 }
 
+/// The recorded `saveListPayload` and `pushToList` calls, oldest first.
+fn group_calls(mock: &MockVivo) -> (Vec<Received>, Vec<Received>) {
+    (calls(mock, "/message/saveListPayload"), calls(mock, "/message/pushToList"))
+}
+
 /// The regIds of a `pushToList` call.
 fn reg_ids(r: &Received) -> Vec<String> {
     r.body["regIds"].as_array().expect("regIds").iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect()
@@ -309,7 +320,7 @@ async fn a_group_message_to_thirty_offline_users_goes_out_as_one_saved_payload_a
     send_group(&d, "g1", 30).await;
 
     all_outcomes(&d, "g1", 30, "delivered").await;
-    let (saves, lists) = (calls(&mock, "/message/saveListPayload"), calls(&mock, "/message/pushToList"));
+    let (saves, lists) = group_calls(&mock);
     assert_eq!((saves.len(), lists.len()), (1, 1), "{:#?}", mock.received());
     assert!(calls(&mock, "/message/send").is_empty(), "no device went out alone");
     assert!(mock.received().len() < tokens.len(), "fewer requests than devices");
@@ -362,23 +373,56 @@ async fn an_unknown_reg_id_inside_the_list_prunes_only_that_token() {
     assert!(mock.delivered_to(&tokens[7]).is_empty());
 }
 
-#[actix_rt::test]
-async fn a_rate_limited_list_push_is_retried_with_the_same_task_and_request_id() {
+/// A group message to `u0..u4` whose first `times` list pushes vivo answers with `result`;
+/// waits until every push shows `outcome`. The daemon, the mock, the regIds and u0's trace.
+async fn group_with_list_answer(result: &str, times: u32, outcome: &str) -> (TestDaemon, MockVivo, Vec<String>, Value) {
     let (d, mock) = start(GROUP_LINGER).await;
     let tokens = register_many(&d, 5).await;
-    mock.script(MockRule::for_token(PUSH_TO_LIST_SCRIPT, MockAnswer::with_reason("10071")).times(1));
+    mock.script(MockRule::for_token(PUSH_TO_LIST_SCRIPT, MockAnswer::with_reason(result)).times(times));
     send_group(&d, "g1", 5).await;
-
-    all_outcomes(&d, "g1", 5, "delivered").await;
+    all_outcomes(&d, "g1", 5, outcome).await;
     let u0 = d.wait_outcome("u0", "g1", "phone").await;
-    assert_eq!(attempts(&u0), vec![(Some(200), "retry".to_owned()), (Some(200), "delivered".to_owned())]);
-    let (saves, lists) = (calls(&mock, "/message/saveListPayload"), calls(&mock, "/message/pushToList"));
+    (d, mock, tokens, u0)
+}
+
+#[actix_rt::test]
+async fn a_rate_limited_list_push_is_retried_with_the_same_task_and_request_id() {
+    let (_d, mock, tokens, u0) = group_with_list_answer("10071", 1, "delivered").await;
+    assert_eq!(attempts(&u0), answered(&["retry", "delivered"]));
+    let (saves, lists) = group_calls(&mock);
     assert_eq!(saves.len(), 1, "the payload is uploaded once per batch, not per attempt");
     assert_eq!(lists.len(), 2);
     assert_eq!(lists[0].answer["result"], 10071);
     assert_eq!(lists[1].body, lists[0].body, "same taskId, regIds and requestId");
     assert_eq!(sorted(reg_ids(&lists[1])), sorted(tokens));
     assert_eq!(mock.delivered().len(), 5);
+}
+
+#[actix_rt::test]
+async fn an_expired_task_is_uploaded_again_once_and_the_group_delivered() {
+    // vivo forgets the saved payload between the upload and the list push (10151).
+    let (_d, mock, tokens, u0) = group_with_list_answer("10151", 1, "delivered").await;
+    assert_eq!(attempts(&u0), answered(&["retry", "delivered"]));
+    assert_eq!(u0["push"]["attempts"][0]["reason"], "prepared_expired", "{u0:#}");
+    let (saves, lists) = group_calls(&mock);
+    assert_eq!(saves.len(), 2, "uploaded again after the 10151: {:#?}", mock.received());
+    assert_ne!(saves[1].body["requestId"], saves[0].body["requestId"], "a new upload, not a repeat vivo would dedup");
+    assert_ne!(saves[1].answer["taskId"], saves[0].answer["taskId"]);
+    assert_eq!(lists.len(), 2);
+    assert_eq!(lists[0].answer["result"], 10151);
+    assert_eq!(lists[1].body["taskId"], saves[1].answer["taskId"], "the resend names the new task");
+    assert_eq!(sorted(reg_ids(&lists[1])), sorted(tokens));
+    assert_eq!(mock.delivered().len(), 5);
+}
+
+#[actix_rt::test]
+async fn a_task_expiring_again_after_the_new_upload_fails_the_group() {
+    let (_d, mock, _, u0) = group_with_list_answer("10151", 2, "fatal").await;
+    assert_eq!(u0["push"]["reason"], "task_id_empty", "{u0:#}");
+    assert_eq!(attempts(&u0), answered(&["retry", "fatal"]));
+    let (saves, lists) = group_calls(&mock);
+    assert_eq!((saves.len(), lists.len()), (2, 2), "one new upload per batch, never a loop");
+    assert!(mock.delivered().is_empty());
 }
 
 #[actix_rt::test]
@@ -392,8 +436,8 @@ async fn a_rejected_auth_token_on_the_payload_upload_is_refreshed_once_and_the_g
 
     all_outcomes(&d, "g1", 5, "delivered").await;
     let u0 = d.wait_outcome("u0", "g1", "phone").await;
-    assert_eq!(attempts(&u0), vec![(Some(200), "refresh_auth".to_owned()), (Some(200), "delivered".to_owned())]);
-    let (saves, lists) = (calls(&mock, "/message/saveListPayload"), calls(&mock, "/message/pushToList"));
+    assert_eq!(attempts(&u0), answered(&["refresh_auth", "delivered"]));
+    let (saves, lists) = group_calls(&mock);
     assert_eq!(saves.len(), 2);
     assert_eq!(saves[0].answer["result"], 10000);
     assert_ne!(saves[0].headers["authtoken"], saves[1].headers["authtoken"], "a fresh token");
@@ -414,7 +458,7 @@ async fn a_daily_quota_answer_to_the_list_push_parks_the_group_and_reuses_the_ta
 
     d.clock.set(after_china_midnight(d.clock_now()));
     all_outcomes(&d, "g1", 5, "delivered").await;
-    let (saves, lists) = (calls(&mock, "/message/saveListPayload"), calls(&mock, "/message/pushToList"));
+    let (saves, lists) = group_calls(&mock);
     assert_eq!(saves.len(), 1);
     assert_eq!(lists.len(), 2);
     assert_eq!(lists[1].body["taskId"], lists[0].body["taskId"]);

@@ -2,8 +2,8 @@
 //! validating as `docs/vendors/fcm.md` §7 items 1–9 and 14 describe and answering with
 //! Google's error model.
 //!
-//! Owns: assertion verification (RS256, one service account), access tokens (issue, expire,
-//! revoke), message checks with `BadRequest` field violations, the payload-size budget
+//! Owns: assertion verification (RS256, one service account), access tokens (issued, expired,
+//! revoked; the ledger is `oauth.rs`), message checks with `BadRequest` field violations, the payload-size budget
 //! (fcm.md §4), the errorCode table. Does not own: TLS, recording, rules (`mod.rs`,
 //! `tls.rs`). Token-endpoint calls are counted ([`MockFcm::token_requests`]), not recorded as
 //! [`Received`](super::Received) entries: the record is the sends.
@@ -14,23 +14,22 @@
 //!                                      ─▶ scripted rule? ─▶ record ─▶ answer
 //! ```
 
-use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::{Method, Request};
 use hyper::body::Incoming;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Map, Value};
 
+use super::oauth::{token_form, AccessTokens, OauthError};
 use super::tls::Protocols;
 use super::{
-    bearer, default_addr, lock, loopback_url, reply, scripted_delay, start_mock, Conn, Core, MockAnswer, MockServer,
-    MockTls, ReadRequest, Reply, Vendor,
+    bearer, default_addr, loopback_url, reply, scripted_delay, start_mock, Conn, Core, MockAnswer, MockServer, MockTls,
+    ReadRequest, Reply, Vendor,
 };
 use crate::clock::{SharedClock, SystemClock};
-use crate::model::Timestamp;
 
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
@@ -252,8 +251,7 @@ impl MockFcm {
                 key,
                 validation,
                 audiences,
-                tokens: Mutex::new(HashMap::new()),
-                issued: AtomicU64::new(0),
+                tokens: AccessTokens::new(),
                 token_requests: AtomicU64::new(0),
                 sent: AtomicU64::new(0),
             }
@@ -282,15 +280,9 @@ struct Fcm {
     validation: Validation,
     /// Accepted assertion `aud` values: this mock's token URL under loopback names, Google's.
     audiences: Vec<String>,
-    tokens: Mutex<HashMap<String, AccessToken>>,
-    issued: AtomicU64,
+    tokens: AccessTokens,
     token_requests: AtomicU64,
     sent: AtomicU64,
-}
-
-struct AccessToken {
-    expires_at: Timestamp,
-    revoked: bool,
 }
 
 /// An error answer: status and Google error-model body.
@@ -342,9 +334,6 @@ struct Valid {
     access_token: String,
 }
 
-/// An OAuth error: status, `error`, `error_description`.
-type OauthError = (u16, &'static str, String);
-
 impl Vendor for Fcm {
     type ConnState = ();
 
@@ -389,9 +378,7 @@ impl Fcm {
 
     fn scripted(&self, answer: &MockAnswer, valid: &Valid) -> (u16, Value) {
         if answer.expire_auth {
-            if let Some(token) = lock(&self.tokens).get_mut(&valid.access_token) {
-                token.revoked = true;
-            }
+            self.tokens.revoke(&valid.access_token);
             let e = unauthenticated();
             return (e.http, e.body);
         }
@@ -463,60 +450,38 @@ impl Fcm {
 
     fn authenticate(&self, r: &ReadRequest) -> Result<String, GoogleError> {
         let token = r.header("authorization").and_then(bearer).ok_or_else(unauthenticated)?;
-        let now = self.core.clock().now();
-        match lock(&self.tokens).get(token) {
-            Some(t) if !t.revoked && now < t.expires_at => Ok(token.to_owned()),
-            _ => Err(unauthenticated()),
+        if !self.tokens.is_valid(token, self.core.clock().now()) {
+            return Err(unauthenticated());
         }
+        Ok(token.to_owned())
     }
 
     fn token_endpoint(&self, r: &ReadRequest) -> Reply {
         self.token_requests.fetch_add(1, Ordering::Relaxed);
-        let (http, body) = match self.exchange(r) {
-            Ok(token) => (
-                200,
-                json!({
-                    "access_token": token,
-                    "expires_in": self.cfg.token_ttl_secs,
-                    "token_type": "Bearer",
-                }),
-            ),
-            Err((http, error, description)) => {
-                tracing::debug!(error, %description, "mock fcm refused a token exchange");
-                (http, json!({ "error": error, "error_description": description }))
+        match self.exchange(r) {
+            Ok(token) => {
+                let body =
+                    json!({ "access_token": token, "expires_in": self.cfg.token_ttl_secs, "token_type": "Bearer" });
+                reply(200, &[], Some(&body))
             }
-        };
-        reply(http, &[], Some(&body))
+            Err(e) => {
+                tracing::debug!(error = e.error, description = %e.description, "mock fcm refused a token exchange");
+                e.reply()
+            }
+        }
     }
 
     fn exchange(&self, r: &ReadRequest) -> Result<String, OauthError> {
-        if r.method != Method::POST {
-            return Err((405, "invalid_request", "Use POST.".to_owned()));
-        }
-        let form = r
-            .header("content-type")
-            .and_then(|ct| ct.split(';').next())
-            .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-        if !form {
-            return Err((400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded".to_owned()));
-        }
-        let mut grant_type = None;
-        let mut assertion = None;
-        for (key, value) in url::form_urlencoded::parse(&r.body) {
-            match key.as_ref() {
-                "grant_type" if grant_type.is_none() => grant_type = Some(value.into_owned()),
-                "assertion" if assertion.is_none() => assertion = Some(value.into_owned()),
-                _ => {}
-            }
-        }
+        let [grant_type, assertion] = token_form(r, ["grant_type", "assertion"], "Use POST.")?;
         if grant_type.as_deref() != Some(GRANT_TYPE) {
             let description = format!("Invalid grant_type: {}", grant_type.unwrap_or_default());
-            return Err((400, "unsupported_grant_type", description));
+            return Err(OauthError::new(400, "unsupported_grant_type", description));
         }
         let assertion =
-            assertion.ok_or((400, "invalid_request", "Missing required parameter: assertion".to_owned()))?;
-        self.verify_assertion(&assertion).map_err(|description| (400, "invalid_grant", description.to_owned()))?;
-        Ok(self.issue())
+            assertion.ok_or(OauthError::new(400, "invalid_request", "Missing required parameter: assertion"))?;
+        self.verify_assertion(&assertion).map_err(|description| OauthError::new(400, "invalid_grant", description))?;
+        let now = self.core.clock().now();
+        Ok(self.tokens.issue(&self.cfg.client_email, now, self.cfg.token_ttl_secs, |n| format!("mock-at-{n}")))
     }
 
     /// fcm.md §7 item 2; the error text is what Google says (or close to it).
@@ -554,19 +519,6 @@ impl Fcm {
             return Err(BAD_TIME);
         }
         Ok(())
-    }
-
-    fn issue(&self) -> String {
-        let n = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
-        let token = format!("mock-at-{n}");
-        let now = self.core.clock().now();
-        let ttl = i64::try_from(self.cfg.token_ttl_secs).unwrap_or(i64::MAX);
-        let expires_at = now.checked_add_signed(chrono::Duration::seconds(ttl)).unwrap_or(Timestamp::MAX_UTC);
-        let mut tokens = lock(&self.tokens);
-        // Keep the map bounded by what could still be used.
-        tokens.retain(|_, t| t.expires_at > now);
-        tokens.insert(token.clone(), AccessToken { expires_at, revoked: false });
-        token
     }
 }
 

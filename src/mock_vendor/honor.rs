@@ -4,7 +4,7 @@
 //! (`code`, `message`, `data.sendResult/requestId/failTokens/expireTokens`).
 //!
 //! Owns: client-credentials checks (the OAuth client is distinct from the App ID), access
-//! tokens (issued, expired by the mock clock, revoked), the `timestamp` header check, body
+//! tokens (issued, expired by the mock clock, revoked; the ledger is `oauth.rs`), the `timestamp` header check, body
 //! checks that catch a Huawei-shaped body (`message` wrapper, snake_case keys → `80100003`),
 //! the size and token-count limits (`80300008`, `80300010`), per-token lists, and a switch
 //! between a numeric `200` and a string `"80000000"` success code. Does not own: TLS,
@@ -30,7 +30,7 @@ use http::{Method, Request};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
-use super::huawei::{content_type_is, form_fields, Access, AccessTokens};
+use super::oauth::{client_credentials, Access, AccessTokens, OauthError, Wording};
 use super::tls::Protocols;
 use super::{
     bearer, default_addr, reply, scripted_delay, start_mock, Conn, Core, MockAnswer, MockServer, MockTls, ReadRequest,
@@ -366,7 +366,7 @@ impl HonorMock {
                 return Err(Some(refuse("80100001", "timestamp header (epoch milliseconds) is required")));
             }
         }
-        if !content_type_is(r, "application/json") {
+        if !r.content_type_is("application/json") {
             return Err(Some(refuse("80100001", "Content-Type must be application/json")));
         }
         let body =
@@ -386,46 +386,37 @@ impl HonorMock {
 
     fn token_endpoint(&self, r: &ReadRequest) -> Reply {
         self.token_requests.fetch_add(1, Ordering::Relaxed);
-        let (http, body) = match self.exchange(r) {
-            // Keycloak's answer, extras included.
-            Ok(token) => (
-                200,
-                json!({
-                    "access_token": token,
-                    "expires_in": self.cfg.token_ttl_secs,
-                    "refresh_expires_in": 0,
-                    "token_type": "Bearer",
-                    "not-before-policy": 0,
-                    "scope": "profile email",
-                }),
-            ),
-            Err((http, error, description)) => (http, json!({ "error": error, "error_description": description })),
+        let token = match self.exchange(r) {
+            Ok(token) => token,
+            Err(e) => return e.reply(),
         };
-        reply(http, &[], Some(&body))
+        // Keycloak's answer, extras included.
+        let body = json!({
+            "access_token": token,
+            "expires_in": self.cfg.token_ttl_secs,
+            "refresh_expires_in": 0,
+            "token_type": "Bearer",
+            "not-before-policy": 0,
+            "scope": "profile email",
+        });
+        reply(200, &[], Some(&body))
     }
 
-    fn exchange(&self, r: &ReadRequest) -> Result<String, (u16, &'static str, &'static str)> {
-        if r.method != Method::POST {
-            return Err((405, "invalid_request", "HTTP 405 Method Not Allowed"));
-        }
-        if !content_type_is(r, "application/x-www-form-urlencoded") {
-            return Err((400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded"));
-        }
-        let [grant_type, client_id, client_secret] = form_fields(&r.body, ["grant_type", "client_id", "client_secret"]);
-        if grant_type.as_deref() != Some("client_credentials") {
-            return Err((400, "unsupported_grant_type", "Unsupported grant_type"));
-        }
-        if client_id.as_deref() != Some(self.cfg.client_id.as_str())
-            || client_secret.as_deref() != Some(self.cfg.client_secret.as_str())
-        {
-            return Err((401, "invalid_client", "Invalid client or Invalid client credentials"));
-        }
+    fn exchange(&self, r: &ReadRequest) -> Result<String, OauthError> {
+        client_credentials(r, &self.cfg.client_id, &self.cfg.client_secret, &WORDING)?;
         let now = self.core.clock().now();
         Ok(self
             .tokens
             .issue(&self.cfg.client_id, now, self.cfg.token_ttl_secs, |n| format!("eyJhbGciOi.mock-honor-{n}")))
     }
 }
+
+/// Keycloak's `error_description`s of refused token calls.
+const WORDING: Wording = Wording {
+    not_post: "HTTP 405 Method Not Allowed",
+    bad_grant: "Unsupported grant_type",
+    bad_client: "Invalid client or Invalid client credentials",
+};
 
 /// Which list a rule puts its token in, if it is a per-token rule.
 fn per_token(a: &MockAnswer) -> Option<TokenList> {

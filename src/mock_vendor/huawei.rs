@@ -1,8 +1,8 @@
 //! Mock Huawei Push Kit: the OAuth 2.0 token endpoint and the v1/v2 send endpoint, validating
 //! as `docs/vendors/huawei.md` §7 describes and answering with Huawei's business codes.
 //!
-//! Owns: client-credentials checks and access tokens (issue with a configurable life, expire
-//! by the mock clock, revoke; `AccessTokens` is shared with the Honor mock), the optional
+//! Owns: the client-credentials check and the token answer (tokens issued with a configurable
+//! life, expired by the mock clock, revoked: the ledger is `oauth.rs`), the optional
 //! token-endpoint throttle (N tokens per 5 minutes), message checks (`80100001`, `80100003`,
 //! `80100013`), the size and token-count limits (`80300008`, `80300010`), per-token results of
 //! batches (`80300007` when every token is invalid, `80100000` with `illegal_tokens` inside
@@ -21,7 +21,7 @@
 //!      (or /v2/{project_id}/…)     ─▶ per token: format, scripted rule ─▶ record ─▶ answer
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +32,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
+use super::oauth::{client_credentials, Access, AccessTokens, OauthError, Wording};
 use super::tls::Protocols;
 use super::{
     bearer, default_addr, lock, reply, scripted_delay, start_mock, Conn, Core, MockAnswer, MockServer, MockTls,
@@ -210,94 +211,6 @@ pub fn tokens_of(body: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// OAuth access tokens a mock issued: who for, until when, whether revoked.
-pub(crate) struct AccessTokens {
-    issued: Mutex<HashMap<String, Issued>>,
-    count: AtomicU64,
-}
-
-struct Issued {
-    client: String,
-    expires_at: Timestamp,
-    revoked: bool,
-}
-
-/// What an access token presented on a send is.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Access {
-    /// Issued to this client and still good.
-    Valid(String),
-    /// Issued, but expired or revoked.
-    Expired,
-    /// Never issued here.
-    Unknown,
-}
-
-impl AccessTokens {
-    /// An empty ledger.
-    pub(crate) fn new() -> Self {
-        Self { issued: Mutex::new(HashMap::new()), count: AtomicU64::new(0) }
-    }
-
-    /// Issues the `n`-th token (`make(n)`) to `client` for `ttl_secs` from `now`.
-    pub(crate) fn issue(
-        &self,
-        client: &str,
-        now: Timestamp,
-        ttl_secs: u64,
-        make: impl FnOnce(u64) -> String,
-    ) -> String {
-        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        let token = make(n);
-        let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX);
-        let expires_at = now.checked_add_signed(chrono::Duration::seconds(ttl)).unwrap_or(Timestamp::MAX_UTC);
-        let mut issued = lock(&self.issued);
-        // Bounded: a token expired for a day is no longer told apart from an unknown one.
-        issued.retain(|_, t| t.expires_at + chrono::Duration::days(1) > now);
-        issued.insert(token.clone(), Issued { client: client.to_owned(), expires_at, revoked: false });
-        token
-    }
-
-    /// What `token` is at `now`.
-    pub(crate) fn check(&self, token: &str, now: Timestamp) -> Access {
-        match lock(&self.issued).get(token) {
-            Some(t) if !t.revoked && now < t.expires_at => Access::Valid(t.client.clone()),
-            Some(_) => Access::Expired,
-            None => Access::Unknown,
-        }
-    }
-
-    /// Expires `token` now (a scripted `expire_auth`).
-    pub(crate) fn revoke(&self, token: &str) {
-        if let Some(t) = lock(&self.issued).get_mut(token) {
-            t.revoked = true;
-        }
-    }
-
-    /// Expires every token issued so far.
-    pub(crate) fn revoke_all(&self) {
-        lock(&self.issued).values_mut().for_each(|t| t.revoked = true);
-    }
-}
-
-/// Reads a form body's first value of each of `names`.
-pub(crate) fn form_fields<const N: usize>(body: &[u8], names: [&str; N]) -> [Option<String>; N] {
-    let mut out: [Option<String>; N] = std::array::from_fn(|_| None);
-    for (key, value) in url::form_urlencoded::parse(body) {
-        if let Some(i) = names.iter().position(|n| *n == key) {
-            if out[i].is_none() {
-                out[i] = Some(value.into_owned());
-            }
-        }
-    }
-    out
-}
-
-/// Whether the request's Content-Type is `mime` (parameters ignored).
-pub(crate) fn content_type_is(r: &ReadRequest, mime: &str) -> bool {
-    r.header("content-type").and_then(|ct| ct.split(';').next()).is_some_and(|ct| ct.trim().eq_ignore_ascii_case(mime))
-}
-
 struct Hms {
     core: Arc<Core>,
     cfg: MockHuaweiConfig,
@@ -341,9 +254,6 @@ struct Valid {
     access_token: String,
     tokens: Vec<String>,
 }
-
-/// The OAuth error of a refused token call: status, `error`, `error_description`.
-type OauthError = (u16, &'static str, &'static str);
 
 impl Vendor for Hms {
     type ConnState = ();
@@ -460,7 +370,7 @@ impl Hms {
             // A token issued to another app than the one addressed.
             return Err(Some(refuse("80200001", "Authentication Error")));
         }
-        if !content_type_is(r, "application/json") {
+        if !r.content_type_is("application/json") {
             return Err(Some(refuse("80100001", "Content-Type must be application/json")));
         }
         let message = body
@@ -505,28 +415,12 @@ impl Hms {
                     .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
                 response
             }
-            Err((http, error, description)) => {
-                reply(http, &[], Some(&json!({ "error": error, "error_description": description })))
-            }
+            Err(e) => e.reply(),
         }
     }
 
     fn exchange(&self, r: &ReadRequest) -> Result<String, OauthError> {
-        if r.method != Method::POST {
-            return Err((405, "invalid_request", "use POST"));
-        }
-        if !content_type_is(r, "application/x-www-form-urlencoded") {
-            return Err((400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded"));
-        }
-        let [grant_type, client_id, client_secret] = form_fields(&r.body, ["grant_type", "client_id", "client_secret"]);
-        if grant_type.as_deref() != Some("client_credentials") {
-            return Err((400, "unsupported_grant_type", "grant_type must be client_credentials"));
-        }
-        if client_id.as_deref() != Some(self.cfg.app_id.as_str())
-            || client_secret.as_deref() != Some(self.cfg.client_secret.as_str())
-        {
-            return Err((401, "invalid_client", "invalid client id or secret"));
-        }
+        client_credentials(r, &self.cfg.app_id, &self.cfg.client_secret, &WORDING)?;
         let now = self.core.clock().now();
         if let Some(max) = self.cfg.max_tokens_per_window {
             let mut fetches = lock(&self.fetches);
@@ -534,13 +428,20 @@ impl Hms {
                 fetches.pop_front();
             }
             if fetches.len() >= max as usize {
-                return Err((429, "too_many_requests", "token limit per 5 minutes reached"));
+                return Err(OauthError::new(429, "too_many_requests", "token limit per 5 minutes reached"));
             }
             fetches.push_back(now);
         }
         Ok(self.tokens.issue(&self.cfg.app_id, now, self.cfg.token_ttl_secs, |n| format!("DQEBAJ{n:04}+mock/hms=")))
     }
 }
+
+/// Huawei's `error_description`s of refused token calls.
+const WORDING: Wording = Wording {
+    not_post: "use POST",
+    bad_grant: "grant_type must be client_credentials",
+    bad_client: "invalid client id or secret",
+};
 
 /// A rule reason that marks only its token invalid, not the whole request.
 fn invalidates_token(a: &MockAnswer) -> bool {

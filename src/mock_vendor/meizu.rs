@@ -27,16 +27,13 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use http::header::HeaderName;
 use http::{Method, Request};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
+use super::form::{self, Fields, FormAnswer, FormSend};
 use super::tls::Protocols;
-use super::{
-    default_addr, reply, scripted_delay, start_mock, Conn, Core, MockAnswer, MockServer, MockTls, ReadRequest, Reply,
-    Vendor,
-};
+use super::{default_addr, start_mock, Conn, Core, MockAnswer, MockServer, MockTls, ReadRequest, Reply, Vendor};
 use crate::clock::{SharedClock, SystemClock};
 use crate::provider::meizu::sign;
 
@@ -203,35 +200,22 @@ impl Vendor for Meizu {
     type ConnState = ();
 
     async fn handle(&self, req: Request<Incoming>, conn: &Conn<()>) -> Reply {
-        let read = ReadRequest::read(req).await;
-        let fields: BTreeMap<String, String> = url::form_urlencoded::parse(&read.body).into_owned().collect();
-        let token = fields.get("pushIds").or_else(|| fields.get("alias")).cloned().unwrap_or_default();
-        let (http, body, script) = match self.validate(&read, &fields) {
-            Err((http, body)) => (http, Some(body), None),
-            Ok(valid) => self.answer(valid),
-        };
-        let mut headers: Vec<(HeaderName, String)> = Vec::new();
-        if let Some(secs) = script.as_ref().and_then(|a| a.retry_after_secs) {
-            headers.push((http::header::RETRY_AFTER, secs.to_string()));
-        }
-        let mut received = read.received("meizu", token, conn.id, http, body.clone().unwrap_or(Value::Null));
-        if !fields.is_empty() {
-            let mut recorded: serde_json::Map<String, Value> =
-                fields.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-            if let Some(parsed) = fields.get("messageJson").and_then(|m| serde_json::from_str::<Value>(m).ok()) {
-                recorded.insert("messageJson".to_owned(), parsed);
-            }
-            received.body = Value::Object(recorded);
-        }
-        self.core.record(received);
-        scripted_delay(script.as_ref()).await;
-        reply(http, &headers, body.as_ref())
+        form::serve(self, req, conn).await
     }
 }
 
-impl Meizu {
+impl FormSend for Meizu {
+    const VENDOR: &'static str = "meizu";
+    const TARGET_FIELDS: &'static [&'static str] = &["pushIds", "alias"];
+    const JSON_FIELDS: &'static [&'static str] = &["messageJson"];
+    type Valid = Valid;
+
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
     /// Send checks in meizu.md §7 order: route, encoding, appId, sign, targets, message, size.
-    fn validate(&self, r: &ReadRequest, f: &BTreeMap<String, String>) -> Result<Valid, (u16, Value)> {
+    fn validate(&self, r: &ReadRequest, f: &Fields) -> Result<Valid, (u16, Value)> {
         let by_alias = match r.path.as_str() {
             PUSH_ID_PATH => false,
             ALIAS_PATH => true,
@@ -243,11 +227,7 @@ impl Meizu {
         if r.too_large || r.body.len() > self.cfg.max_body_bytes {
             return Err(failure("1005", "请求过大"));
         }
-        let form = r
-            .header("content-type")
-            .and_then(|ct| ct.split(';').next())
-            .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-        if !form {
+        if !r.content_type_is("application/x-www-form-urlencoded") {
             return Err(failure("1005", "参数错误: Content-Type must be application/x-www-form-urlencoded"));
         }
         if f.get("appId").map(|a| a.trim()) != Some(self.cfg.app_id.as_str()) {
@@ -285,6 +265,44 @@ impl Meizu {
         Ok(Valid { targets, bad })
     }
 
+    /// The answer to a valid send: scripted rules are looked up per pushId, in order; the first
+    /// request-level answer ends the lookup (so `times` counts requests, not pushIds).
+    fn answer(&self, valid: Valid) -> FormAnswer {
+        let mut value: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if !valid.bad.is_empty() {
+            value.insert("110003".to_owned(), valid.bad.clone());
+        }
+        let mut delay: Option<MockAnswer> = None;
+        for id in &valid.targets {
+            if valid.bad.contains(id) {
+                continue;
+            }
+            let Some(answer) = self.core.take_answer(id) else { continue };
+            let per_target = match (&answer.reason, answer.expire_auth, answer.status) {
+                (Some(reason), false, None | Some(200)) => match placement(reason) {
+                    Scripted::PerTarget(code) => Some(code),
+                    Scripted::TopLevel(_) => None,
+                },
+                _ => None,
+            };
+            match per_target {
+                Some(code) => {
+                    value.entry(code).or_default().push(id.clone());
+                    if delay.is_none() && answer.delay_ms.is_some() {
+                        delay = Some(answer);
+                    }
+                }
+                None => {
+                    let (http, body) = self.scripted(&answer, &value);
+                    return FormAnswer { http, body, script: Some(answer) };
+                }
+            }
+        }
+        FormAnswer { http: 200, body: Some(success(&value)), script: delay }
+    }
+}
+
+impl Meizu {
     /// meizu.md §7 item 6.
     fn check_message(&self, m: &Value) -> Result<(), &'static str> {
         let chars = |v: &Value| v.as_str().map(|s| s.chars().count());
@@ -328,42 +346,6 @@ impl Meizu {
             Some(_) => return Err("clickTypeInfo.clickType must be 0-3"),
         }
         Ok(())
-    }
-
-    /// The answer to a valid send: scripted rules are looked up per pushId, in order; the first
-    /// request-level answer ends the lookup (so `times` counts requests, not pushIds).
-    fn answer(&self, valid: Valid) -> (u16, Option<Value>, Option<MockAnswer>) {
-        let mut value: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        if !valid.bad.is_empty() {
-            value.insert("110003".to_owned(), valid.bad.clone());
-        }
-        let mut delay: Option<MockAnswer> = None;
-        for id in &valid.targets {
-            if valid.bad.contains(id) {
-                continue;
-            }
-            let Some(answer) = self.core.take_answer(id) else { continue };
-            let per_target = match (&answer.reason, answer.expire_auth, answer.status) {
-                (Some(reason), false, None | Some(200)) => match placement(reason) {
-                    Scripted::PerTarget(code) => Some(code),
-                    Scripted::TopLevel(_) => None,
-                },
-                _ => None,
-            };
-            match per_target {
-                Some(code) => {
-                    value.entry(code).or_default().push(id.clone());
-                    if delay.is_none() && answer.delay_ms.is_some() {
-                        delay = Some(answer);
-                    }
-                }
-                None => {
-                    let (http, body) = self.scripted(&answer, &value);
-                    return (http, body, Some(answer));
-                }
-            }
-        }
-        (200, Some(success(&value)), delay)
     }
 
     fn scripted(&self, answer: &MockAnswer, value: &BTreeMap<String, Vec<String>>) -> (u16, Option<Value>) {

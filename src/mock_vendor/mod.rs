@@ -9,6 +9,9 @@
 //!   trait);
 //! - [`tls`]: the test CA and server certificate, the accept loop, per-connection HTTP serving;
 //! - [`apns`], [`fcm`]: one file per vendor: config, validation rules, error bodies;
+//! - `oauth`: the access tokens a mock issued and the token-request form, for the mocks with
+//!   a token endpoint or auth call (Huawei, Honor, FCM, OPPO, vivo);
+//! - `form`: the request plumbing of the form-encoded send endpoints (Xiaomi, Meizu);
 //! - [`control`]: a plain HTTP/1.1 server to inspect and script mocks from outside.
 //!
 //! Adding a vendor (huawei, xiaomi, …) is one more file: a config, a `Vendor` impl and a
@@ -28,9 +31,11 @@
 pub mod apns;
 pub mod control;
 pub mod fcm;
+mod form;
 pub mod honor;
 pub mod huawei;
 pub mod meizu;
+mod oauth;
 pub mod oppo;
 pub mod tls;
 pub mod vivo;
@@ -593,6 +598,13 @@ impl ReadRequest {
     /// A header's value as text; `None` if absent or not visible ASCII.
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Whether the Content-Type is `mime` (any case, parameters such as `charset` ignored).
+    pub(crate) fn content_type_is(&self, mime: &str) -> bool {
+        self.header("content-type")
+            .and_then(|ct| ct.split(';').next())
+            .is_some_and(|ct| ct.trim().eq_ignore_ascii_case(mime))
     }
 
     /// The body parsed as JSON, if it is JSON.

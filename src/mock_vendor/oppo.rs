@@ -32,6 +32,7 @@ use http::{HeaderName, Method, Request};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
+use super::oauth::AccessTokens;
 use super::tls::Protocols;
 use super::{
     default_addr, lock, reply, scripted_delay, start_mock, Conn, Core, MockAnswer, MockServer, MockTls, ReadRequest,
@@ -184,8 +185,8 @@ impl MockOppo {
             core,
             cfg,
             state: Mutex::new(State::default()),
+            tokens: AccessTokens::new(),
             auth_requests: AtomicU64::new(0),
-            issued: AtomicU64::new(0),
         })
         .await?;
         Ok(Self { server, oppo })
@@ -198,7 +199,7 @@ impl MockOppo {
 
     /// Auth tokens issued so far.
     pub fn tokens_issued(&self) -> u64 {
-        self.oppo.issued.load(Ordering::Relaxed)
+        self.oppo.tokens.issued()
     }
 
     /// Notifications accepted, oldest first (at most [`RECORD_CAPACITY`]).
@@ -227,18 +228,12 @@ struct Oppo {
     core: Arc<Core>,
     cfg: MockOppoConfig,
     state: Mutex<State>,
+    tokens: AccessTokens,
     auth_requests: AtomicU64,
-    issued: AtomicU64,
-}
-
-struct IssuedToken {
-    expires_at: Timestamp,
-    revoked: bool,
 }
 
 #[derive(Default)]
 struct State {
-    tokens: HashMap<String, IssuedToken>,
     /// `(target, app_message_id)` pairs delivered.
     seen: HashSet<(String, String)>,
     delivered: VecDeque<OppoDelivery>,
@@ -397,11 +392,7 @@ struct Form {
 
 impl Form {
     fn read(r: &ReadRequest) -> Form {
-        let is_form = r
-            .header("content-type")
-            .and_then(|ct| ct.split(';').next())
-            .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-        if !is_form {
+        if !r.content_type_is("application/x-www-form-urlencoded") {
             return Form { fields: Vec::new(), bad_encoding: false };
         }
         let fields: Vec<(String, String)> = url::form_urlencoded::parse(&r.body).into_owned().collect();
@@ -497,25 +488,19 @@ impl Oppo {
         if signature != sign(app_key, ts, &self.cfg.master_secret) {
             return Err(16);
         }
-        let token = format!("{:032x}", rand::random::<u128>())[..24].to_owned();
-        let ttl = i64::try_from(self.cfg.token_ttl_secs).unwrap_or(i64::MAX);
-        let expires_at = now.checked_add_signed(chrono::Duration::seconds(ttl)).unwrap_or(Timestamp::MAX_UTC);
-        let mut state = lock(&self.state);
-        // Keep the map bounded by what could still be used.
-        state.tokens.retain(|_, t| t.expires_at > now);
-        state.tokens.insert(token.clone(), IssuedToken { expires_at, revoked: false });
-        self.issued.fetch_add(1, Ordering::Relaxed);
+        let token = self.tokens.issue(app_key, now, self.cfg.token_ttl_secs, |_| {
+            format!("{:032x}", rand::random::<u128>())[..24].to_owned()
+        });
         Ok((token, now.timestamp_millis()))
     }
 
     /// The token a send carries, if live (29 missing, 11 unknown / expired / revoked).
     fn authenticate(&self, form: &Form) -> Result<String, i64> {
         let token = form.get("auth_token").filter(|s| !s.is_empty()).ok_or(29)?;
-        let now = self.core.clock().now();
-        match lock(&self.state).tokens.get(token) {
-            Some(t) if !t.revoked && now < t.expires_at => Ok(token.to_owned()),
-            _ => Err(11),
+        if !self.tokens.is_valid(token, self.core.clock().now()) {
+            return Err(11);
         }
+        Ok(token.to_owned())
     }
 
     /// A send of any kind: the answer and the script applied.
@@ -649,9 +634,7 @@ impl Oppo {
     /// malformed body.
     fn scripted_request(&self, s: &MockAnswer, auth_token: &str) -> Option<Answer> {
         let mut answer = if s.expire_auth {
-            if let Some(t) = lock(&self.state).tokens.get_mut(auth_token) {
-                t.revoked = true;
-            }
+            self.tokens.revoke(auth_token);
             Answer::json(code_body(11))
         } else if let Some(status) = s.status.filter(|s| *s != 200) {
             Answer {

@@ -19,7 +19,9 @@
 //! `expire_auth` revokes the token used and answers 10000. The two group calls are scripted by
 //! name: a rule for [`SAVE_LIST_SCRIPT`] answers the payload upload, one for
 //! [`PUSH_TO_LIST_SCRIPT`] the whole list push (a rule without a token answers whichever comes
-//! first); a rule for a regId with a dead-target word lists it in `invalidUsers`. Not
+//! first); a rule for a regId with a dead-target word lists it in `invalidUsers`. A scripted
+//! `"10151"` for a list push expires its task as vivo would: the saved payload is forgotten,
+//! so later list pushes naming the task get 10151 too and only a new upload helps. Not
 //! scriptable: dropped connections, auth-call failures.
 //!
 //! Unverified facts the mock picks (vivo.md §8): the auth error codes beyond 10200/10201
@@ -45,6 +47,7 @@ use http::{Method, Request};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
+use super::oauth::AccessTokens;
 use super::tls::Protocols;
 use super::{
     default_addr, lock, reply, scripted_delay, start_mock, Conn, Core, MockAnswer, MockServer, MockTls, ReadRequest,
@@ -54,7 +57,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::model::Timestamp;
 use crate::provider::vivo::{
     sign, AUTH_INVALID_RESULT, CONTENT_MAX_WIDTH, CUSTOM_MAP_MAX_CHARS, CUSTOM_MAP_MAX_PAIRS, DAILY_QUOTA_RESULT,
-    NOT_TEST_DEVICE_STATUS, RATE_LIMITED_RESULT, TITLE_MAX_WIDTH, TTL_RANGE_SECS,
+    NOT_TEST_DEVICE_STATUS, RATE_LIMITED_RESULT, TASK_UNKNOWN_RESULT, TITLE_MAX_WIDTH, TTL_RANGE_SECS,
 };
 
 const AUTH: &str = "/message/auth";
@@ -255,8 +258,8 @@ impl MockVivo {
             core,
             cfg,
             state: Mutex::new(State::default()),
+            tokens: AccessTokens::new(),
             auth_requests: AtomicU64::new(0),
-            issued: AtomicU64::new(0),
             tasks: AtomicU64::new(0),
         })
         .await?;
@@ -270,7 +273,7 @@ impl MockVivo {
 
     /// Tokens issued so far.
     pub fn tokens_issued(&self) -> u64 {
-        self.vivo.issued.load(Ordering::Relaxed)
+        self.vivo.tokens.issued()
     }
 
     /// Messages accepted, oldest first (at most [`RECORD_CAPACITY`]).
@@ -298,19 +301,14 @@ struct Vivo {
     core: Arc<Core>,
     cfg: MockVivoConfig,
     state: Mutex<State>,
+    /// Several stay valid at once: a new one does not end the others.
+    tokens: AccessTokens,
     auth_requests: AtomicU64,
-    issued: AtomicU64,
     tasks: AtomicU64,
-}
-
-struct IssuedToken {
-    expires_at: Timestamp,
-    revoked: bool,
 }
 
 #[derive(Default)]
 struct State {
-    tokens: HashMap<String, IssuedToken>,
     /// Auth calls in the current second of the mock clock.
     auth_second: i64,
     auth_in_second: u32,
@@ -361,7 +359,7 @@ fn desc(result: i64) -> &'static str {
         RATE_LIMITED_RESULT => "超过调用频率限制",
         10094 => "appId与鉴权信息不一致",
         10150 => "regIds不能为空",
-        10151 => "taskId不合法",
+        TASK_UNKNOWN_RESULT => "taskId不合法",
         10153 => "regIds个数不合法",
         10154 => "aliases个数不合法",
         10301 => "alias长度不合法",
@@ -523,15 +521,7 @@ impl Vivo {
         if signature != sign(app_id, app_key, timestamp, &self.cfg.app_secret) {
             return Err(c.sign_invalid);
         }
-        let token = uuid::Uuid::new_v4().to_string();
-        let ttl = i64::try_from(self.cfg.token_ttl_secs).unwrap_or(i64::MAX);
-        let expires_at = now.checked_add_signed(chrono::Duration::seconds(ttl)).unwrap_or(Timestamp::MAX_UTC);
-        let mut state = lock(&self.state);
-        // Several tokens stay valid at once; drop only the dead ones.
-        state.tokens.retain(|_, t| t.expires_at > now);
-        state.tokens.insert(token.clone(), IssuedToken { expires_at, revoked: false });
-        self.issued.fetch_add(1, Ordering::Relaxed);
-        Ok(token)
+        Ok(self.tokens.issue(app_key, now, self.cfg.token_ttl_secs, |_| uuid::Uuid::new_v4().to_string()))
     }
 
     /// A non-auth call: the answer and the script applied.
@@ -540,12 +530,7 @@ impl Vivo {
             return (Answer { http: 405, body: Err(SERVER_ERROR) }, None);
         }
         let token = r.header("authtoken").unwrap_or_default().to_owned();
-        let live = {
-            let now = self.core.clock().now();
-            let state = lock(&self.state);
-            state.tokens.get(&token).is_some_and(|t| !t.revoked && now < t.expires_at)
-        };
-        if !live {
+        if !self.tokens.is_valid(&token, self.core.clock().now()) {
             return (Answer::result(AUTH_INVALID_RESULT), None);
         }
         let Some(Value::Object(body)) = r.json() else {
@@ -565,9 +550,7 @@ impl Vivo {
     /// body, or a result code.
     fn scripted(&self, s: &MockAnswer, token: &str) -> Option<Answer> {
         if s.expire_auth {
-            if let Some(t) = lock(&self.state).tokens.get_mut(token) {
-                t.revoked = true;
-            }
+            self.tokens.revoke(token);
             return Some(Answer::result(AUTH_INVALID_RESULT));
         }
         if let Some(status) = s.status.filter(|s| *s != 200) {
@@ -667,7 +650,7 @@ impl Vivo {
         let task_id =
             body.get("taskId").and_then(|v| v.as_str().map(str::to_owned).or_else(|| int(v).map(|n| n.to_string())));
         let Some(payload) = task_id.as_ref().and_then(|t| lock(&self.state).payloads.get(t).cloned()) else {
-            return fail(10151);
+            return fail(TASK_UNKNOWN_RESULT);
         };
         let aliases = body.get("aliases").and_then(Value::as_array).map_or(0, Vec::len);
         if reg_ids.is_empty() && aliases == 0 {
@@ -690,6 +673,10 @@ impl Vivo {
         }
         let request_script = self.core.take_answer(PUSH_TO_LIST_SCRIPT);
         if let Some(answer) = request_script.as_ref().and_then(|s| self.scripted(s, token)) {
+            if answer.body.as_ref().is_ok_and(|b| b.get("result").and_then(int) == Some(TASK_UNKNOWN_RESULT)) {
+                // The task expired: vivo forgets the payload, and its requestId no longer dedups.
+                lock(&self.state).payloads.remove(&task_id);
+            }
             return (answer, request_script);
         }
         let test = payload.get("pushMode").and_then(int) == Some(1);
@@ -973,6 +960,15 @@ mod tests {
             "timeToLive": 86400, "skipType": 1, "networkType": -1, "classification": 1, "category": "IM",
             "requestId": request_id, "pushMode": 0, "clientCustomMap": { "conv": "c42" }
         })
+    }
+
+    /// A `saveListPayload` body: [`message`] without its regId.
+    fn list_payload(request_id: &str) -> Value {
+        let mut payload = message(REG_A, request_id);
+        if let Some(o) = payload.as_object_mut() {
+            o.remove("regId");
+        }
+        payload
     }
 
     #[tokio::test]
@@ -1267,10 +1263,7 @@ mod tests {
         let mock = start(&clock).await;
         let c = client(&mock, false);
         let token = auth_token(&c, &mock, &clock).await;
-        let mut payload = message(REG_A, "save-1");
-        if let Some(o) = payload.as_object_mut() {
-            o.remove("regId");
-        }
+        let payload = list_payload("save-1");
         mock.script(MockRule::for_token(REG_B, MockAnswer::with_reason("unknown")));
 
         let (_, short_ttl) =
@@ -1301,13 +1294,7 @@ mod tests {
         let mock = start(&clock).await;
         let c = client(&mock, false);
         let token = auth_token(&c, &mock, &clock).await;
-        let payload = |r: &str| {
-            let mut p = message(REG_A, r);
-            if let Some(o) = p.as_object_mut() {
-                o.remove("regId");
-            }
-            p
-        };
+        let payload = list_payload;
         mock.script(MockRule::for_token(PUSH_TO_LIST_SCRIPT, MockAnswer::with_reason("10071")).times(1));
         mock.script(MockRule::for_token(SAVE_LIST_SCRIPT, MockAnswer::with_reason("10252")).times(1));
 
@@ -1325,6 +1312,29 @@ mod tests {
         assert_ne!(other["taskId"], saved["taskId"]);
         assert_eq!(mock.duplicates(), 1);
         assert_eq!(limited["result"], RATE_LIMITED_RESULT);
+        assert_eq!(pushed["result"], 0, "{pushed}");
+        assert_eq!(mock.delivered().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_scripted_10151_expires_the_task_so_only_a_new_upload_helps() {
+        let clock = clock();
+        let mock = start(&clock).await;
+        let c = client(&mock, false);
+        let token = auth_token(&c, &mock, &clock).await;
+        let payload = list_payload("save-1");
+        mock.script(MockRule::for_token(PUSH_TO_LIST_SCRIPT, MockAnswer::with_reason("10151")).times(1));
+
+        let (_, saved) = post(&c, &mock, SAVE_LIST, Some(&token), &payload).await;
+        let list = |task: &Value, r: &str| json!({ "regIds": [REG_A, REG_B], "taskId": task, "requestId": r });
+        let (_, expired) = post(&c, &mock, PUSH_TO_LIST, Some(&token), &list(&saved["taskId"], "l-1")).await;
+        let (_, still) = post(&c, &mock, PUSH_TO_LIST, Some(&token), &list(&saved["taskId"], "l-2")).await;
+        let (_, again) = post(&c, &mock, SAVE_LIST, Some(&token), &payload).await;
+        let (_, pushed) = post(&c, &mock, PUSH_TO_LIST, Some(&token), &list(&again["taskId"], "l-3")).await;
+
+        assert_eq!((expired["result"].as_i64(), still["result"].as_i64()), (Some(10151), Some(10151)));
+        assert_eq!(again["result"], 0);
+        assert_ne!(again["taskId"], saved["taskId"], "the repeated requestId no longer answers the dead task");
         assert_eq!(pushed["result"], 0, "{pushed}");
         assert_eq!(mock.delivered().len(), 2);
     }

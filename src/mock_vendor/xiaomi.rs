@@ -20,21 +20,17 @@
 //!                        ─▶ channel ─▶ payload size ─▶ scripted rules per regId ─▶ record ─▶ answer
 //! ```
 
-use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use http::header::HeaderName;
 use http::{Method, Request};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
+use super::form::{self, Fields, FormAnswer, FormSend};
 use super::tls::Protocols;
-use super::{
-    default_addr, reply, scripted_delay, start_mock, Conn, Core, MockAnswer, MockServer, MockTls, ReadRequest, Reply,
-    Vendor,
-};
+use super::{default_addr, start_mock, Conn, Core, MockAnswer, MockServer, MockTls, ReadRequest, Reply, Vendor};
 use crate::clock::{SharedClock, SystemClock};
 
 /// The send paths served.
@@ -208,31 +204,22 @@ impl Vendor for Xiaomi {
     type ConnState = ();
 
     async fn handle(&self, req: Request<Incoming>, conn: &Conn<()>) -> Reply {
-        let read = ReadRequest::read(req).await;
-        let fields: BTreeMap<String, String> = url::form_urlencoded::parse(&read.body).into_owned().collect();
-        let token = fields.get("registration_id").cloned().unwrap_or_default();
-        let (http, body, script) = match self.validate(&read, &fields) {
-            Err((http, body)) => (http, Some(body), None),
-            Ok(valid) => self.answer(valid),
-        };
-        let mut headers: Vec<(HeaderName, String)> = Vec::new();
-        if let Some(secs) = script.as_ref().and_then(|a| a.retry_after_secs) {
-            headers.push((http::header::RETRY_AFTER, secs.to_string()));
-        }
-        let mut received = read.received("xiaomi", token, conn.id, http, body.clone().unwrap_or(Value::Null));
-        if !fields.is_empty() {
-            received.body = json!(fields);
-        }
-        self.core.record(received);
-        scripted_delay(script.as_ref()).await;
-        reply(http, &headers, body.as_ref())
+        form::serve(self, req, conn).await
     }
 }
 
-impl Xiaomi {
+impl FormSend for Xiaomi {
+    const VENDOR: &'static str = "xiaomi";
+    const TARGET_FIELDS: &'static [&'static str] = &["registration_id"];
+    type Valid = Valid;
+
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
     /// Send checks in xiaomi.md §7 order: route, auth, encoding, package, targets, texts,
     /// numbers, channel, size.
-    fn validate(&self, r: &ReadRequest, f: &BTreeMap<String, String>) -> Result<Valid, (u16, Value)> {
+    fn validate(&self, r: &ReadRequest, f: &Fields) -> Result<Valid, (u16, Value)> {
         if !SEND_PATHS.contains(&r.path.as_str()) {
             return Err((404, json!({ "result": "error", "code": 404, "reason": "Not Found" })));
         }
@@ -242,11 +229,7 @@ impl Xiaomi {
         if r.header("authorization") != Some(format!("key={}", self.cfg.app_secret).as_str()) {
             return Err(error(21301, "Invalid application secret."));
         }
-        let form = r
-            .header("content-type")
-            .and_then(|ct| ct.split(';').next())
-            .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-        if !form {
+        if !r.content_type_is("application/x-www-form-urlencoded") {
             return Err(error(10017, "Content-Type must be application/x-www-form-urlencoded"));
         }
         let packages = f.get("restricted_package_name").map(String::as_str).unwrap_or_default();
@@ -296,7 +279,7 @@ impl Xiaomi {
 
     /// The answer to a valid send: scripted rules are looked up per regId, in order; the first
     /// request-level answer ends the lookup (so `times` counts requests, not regIds).
-    fn answer(&self, valid: Valid) -> (u16, Option<Value>, Option<MockAnswer>) {
+    fn answer(&self, valid: Valid) -> FormAnswer {
         let mut bad = valid.bad;
         let mut delay: Option<MockAnswer> = None;
         let mut request_level: Option<MockAnswer> = None;
@@ -316,15 +299,17 @@ impl Xiaomi {
         }
         if let Some(answer) = request_level {
             let (http, body) = self.scripted(&answer, &valid.regids, &bad);
-            return (http, body, Some(answer));
+            return FormAnswer { http, body, script: Some(answer) };
         }
         if bad.len() == valid.regids.len() {
             let (http, body) = error(20301, "No valid targets!");
-            return (http, Some(body), delay);
+            return FormAnswer { http, body: Some(body), script: delay };
         }
-        (200, Some(self.success(valid.regids.len(), &bad)), delay)
+        FormAnswer { http: 200, body: Some(self.success(valid.regids.len(), &bad)), script: delay }
     }
+}
 
+impl Xiaomi {
     fn scripted(&self, answer: &MockAnswer, regids: &[String], bad: &[String]) -> (u16, Option<Value>) {
         if answer.expire_auth {
             let (http, body) = error(21301, "Invalid application secret.");
@@ -357,7 +342,7 @@ impl Xiaomi {
 }
 
 /// A required notification text: 1..=`max` chars, not all whitespace.
-fn check_text(f: &BTreeMap<String, String>, name: &str, max: usize) -> Result<(), (u16, Value)> {
+fn check_text(f: &Fields, name: &str, max: usize) -> Result<(), (u16, Value)> {
     let text = f.get(name).map(String::as_str).unwrap_or_default();
     if text.trim().is_empty() {
         return Err(error(10017, &format!("{name} is required when pass_through=0")));

@@ -13,7 +13,11 @@
 //!
 //! Batching: for a vendor that accepts several tokens per request, pushes with the same
 //! [`Vendor::batch_key`] arriving within `batch_linger` are merged into one request of up to
-//! `max_batch` tokens (group fan-out); each token still gets its own outcome.
+//! `max_batch` tokens (group fan-out); each token still gets its own outcome. A vendor whose
+//! batches name uploaded content ([`Vendor::prepare`], vivo's `taskId`) has it uploaded once
+//! per batch and kept for the batch's retries; if the vendor says it forgot the upload
+//! ([`Vendor::prepared_expired`]), it is uploaded again and the batch resent at once, once per
+//! batch.
 //!
 //! Daily quotas: a `QuotaExhausted` answer parks the credential until the vendor's day rolls
 //! over (00:00 China Standard Time unless the vendor said when). Parked pushes are reported to
@@ -373,6 +377,49 @@ struct Pending {
     attempts: Vec<Attempt>,
 }
 
+/// The retry reason of a batch whose prepared content the vendor forgot.
+const PREPARED_EXPIRED: &str = "prepared_expired";
+
+/// A batch's prepared content ([`Vendor::prepare`]): uploaded once, kept for its retries.
+#[derive(Default)]
+struct Prepared {
+    /// The id the vendor answered, while it is good.
+    id: Option<String>,
+    /// The id the vendor said it forgot. Set at most once per batch: a second expiry is
+    /// classified as the vendor says, never uploaded again (no loop on a vendor that forgets).
+    expired: Option<String>,
+}
+
+impl Prepared {
+    /// Forgets `id` so the next attempt uploads again; false if this batch already did.
+    fn expire(&mut self) -> bool {
+        if self.expired.is_some() || self.id.is_none() {
+            return false;
+        }
+        self.expired = self.id.take();
+        true
+    }
+}
+
+/// What one attempt came back with.
+struct Attempted {
+    /// The auth token sent, to invalidate if the vendor rejected it.
+    auth: Option<AuthToken>,
+    /// One outcome per target, in order.
+    outcomes: Vec<Outcome>,
+    /// The vendor's HTTP status; `None` when nothing was answered.
+    status: Option<u16>,
+    /// The vendor forgot the prepared content: upload it again and resend at once.
+    prepare_again: bool,
+}
+
+impl Attempted {
+    /// The same outcome for all `n` targets.
+    fn all(n: usize, auth: Option<AuthToken>, outcome: Outcome, status: Option<u16>) -> Self {
+        Self { auth, outcomes: vec![outcome; n], status, prepare_again: false }
+    }
+}
+
 impl Shared {
     async fn deliver(self: &Arc<Self>, job: PushJob) {
         let sink = job.reply.clone().unwrap_or_else(|| self.sink.clone());
@@ -399,7 +446,7 @@ impl Shared {
         let mut started = tokio::time::Instant::now();
         let mut attempt_no: u32 = 0;
         let mut refreshed = false;
-        let mut prepared: Option<String> = None;
+        let mut prepared = Prepared::default();
         // Calls get through while the quota is spent unless the vendor refused them too.
         let mut urgent = push.push_type == crate::model::PushType::Voip;
         while !pending.is_empty() {
@@ -409,7 +456,7 @@ impl Shared {
                 attempt_no = 0;
             }
             attempt_no += 1;
-            let (auth, outcomes, status) = self.attempt(push, &pending, &mut prepared).await;
+            let Attempted { auth, outcomes, status, prepare_again } = self.attempt(push, &pending, &mut prepared).await;
             let at = self.clock.now();
             let mut retry_after: Option<Duration> = None;
             let mut again = Vec::new();
@@ -443,6 +490,10 @@ impl Shared {
             pending = again.into_iter().map(|(p, _)| p).collect();
             if parked {
                 urgent = false;
+                continue;
+            }
+            if prepare_again {
+                // Upload again, then resend at once: only the uploaded content was missing.
                 continue;
             }
             if refresh {
@@ -516,14 +567,8 @@ impl Shared {
     }
 
     /// One vendor request for `pending`: one outcome per target, in order.
-    async fn attempt(
-        &self,
-        push: &VendorPush,
-        pending: &[Pending],
-        prepared: &mut Option<String>,
-    ) -> (Option<AuthToken>, Vec<Outcome>, Option<u16>) {
+    async fn attempt(&self, push: &VendorPush, pending: &[Pending], prepared: &mut Prepared) -> Attempted {
         let n = pending.len();
-        let all = |o: Outcome| vec![o; n];
         let kind = self.vendor.kind().as_str();
         let credential = self.settings.credential.as_str().to_owned();
 
@@ -534,59 +579,68 @@ impl Shared {
 
         let Ok(_permit) = self.permits.acquire().await else {
             // Invariant: the semaphore is never closed.
-            return (None, all(Outcome::Fatal { reason: "shutdown" }), None);
+            return Attempted::all(n, None, Outcome::Fatal { reason: "shutdown" }, None);
         };
 
         let auth = match self.auth_token().await {
             Ok(auth) => auth,
-            Err(outcome) => return (None, all(outcome), None),
+            Err(outcome) => return Attempted::all(n, None, outcome, None),
         };
         let tokens: Vec<Token> = pending.iter().map(|p| p.target.token.clone()).collect();
         // A vendor whose batches need their content uploaded first (vivo): once per batch, kept
         // for its retries.
-        if tokens.len() > 1 && prepared.is_none() {
-            if let Some(upload) = self.vendor.prepare(push, &tokens, auth.as_ref(), self.clock.now()) {
+        if tokens.len() > 1 && prepared.id.is_none() {
+            let expired = prepared.expired.as_deref();
+            if let Some(upload) = self.vendor.prepare(push, &tokens, auth.as_ref(), expired, self.clock.now()) {
                 let Ok(upload) = upload else {
-                    return (auth, all(Outcome::Fatal { reason: "build_failed" }), None);
+                    return Attempted::all(n, auth, Outcome::Fatal { reason: "build_failed" }, None);
                 };
                 match self.send(upload).await {
                     Ok((status, headers, body)) => match self.vendor.parse_prepare(status, &headers, &body) {
-                        Ok(id) => *prepared = Some(id),
-                        Err(outcome) => return (auth, all(outcome), Some(status.as_u16())),
+                        Ok(id) => prepared.id = Some(id),
+                        Err(outcome) => return Attempted::all(n, auth, outcome, Some(status.as_u16())),
                     },
-                    Err(outcome) => return (auth, all(outcome), None),
+                    Err(outcome) => return Attempted::all(n, auth, outcome, None),
                 }
             }
         }
         let now = self.clock.now();
-        let built = match prepared.as_deref().filter(|_| tokens.len() > 1) {
+        let built = match prepared.id.as_deref().filter(|_| tokens.len() > 1) {
             Some(id) => self.vendor.request_prepared(push, &tokens, auth.as_ref(), id, now),
             None => self.vendor.request(push, &tokens, auth.as_ref(), now),
         };
         let request = match built {
             Ok(r) => r,
-            Err(_) => return (auth, all(Outcome::Fatal { reason: "build_failed" }), None),
+            Err(_) => return Attempted::all(n, auth, Outcome::Fatal { reason: "build_failed" }, None),
         };
+        let sent_prepared = prepared.id.is_some() && tokens.len() > 1;
 
         let gauge = metrics::gauge!(m::VENDOR_IN_FLIGHT, "credential" => credential);
         gauge.increment(1.0);
         let sent = tokio::time::Instant::now();
         let answer = self.send(request).await;
         gauge.decrement(1.0);
-        let (outcomes, status) = match answer {
+        let mut attempted = match answer {
             Ok((status, headers, body)) => {
-                let mut outcomes = self.vendor.classify(&tokens, status, &headers, &body);
-                if outcomes.len() != n {
-                    outcomes = all(Outcome::Fatal { reason: "classify_mismatch" });
-                }
-                (outcomes, Some(status.as_u16()))
+                // The vendor forgot the uploaded content (vivo 10151): upload it again, do not fail.
+                let prepare_again =
+                    sent_prepared && self.vendor.prepared_expired(status, &headers, &body) && prepared.expire();
+                let outcomes = if prepare_again {
+                    vec![Outcome::Retry { after: None, reason: PREPARED_EXPIRED }; n]
+                } else {
+                    self.vendor.classify(&tokens, status, &headers, &body)
+                };
+                Attempted { auth, outcomes, status: Some(status.as_u16()), prepare_again }
             }
-            Err(outcome) => (all(outcome), None),
+            Err(outcome) => Attempted::all(n, auth, outcome, None),
         };
-        let label = outcomes.first().map_or("none", Outcome::class);
+        if attempted.outcomes.len() != n {
+            attempted.outcomes = vec![Outcome::Fatal { reason: "classify_mismatch" }; n];
+        }
+        let label = attempted.outcomes.first().map_or("none", Outcome::class);
         metrics::histogram!(m::VENDOR_REQUEST_DURATION, "vendor" => kind, "outcome" => label)
             .record(sent.elapsed().as_secs_f64());
-        (auth, outcomes, status)
+        attempted
     }
 
     async fn send(&self, r: VendorRequest) -> Result<(http::StatusCode, http::HeaderMap, bytes::Bytes), Outcome> {

@@ -570,17 +570,13 @@ pub fn from_config(table: &toml::Table, ctx: &CredentialContext<'_>) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::fixtures::{self, at, json_body, push};
     use serde_json::{json, Value};
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     const TOKEN_A: &str = "IQAAAACy0example_HonorToken";
     const TOKEN_B: &str = "IQAAAACy0second_HonorToken";
     const TOKEN_C: &str = "IQAAAACy0third_HonorToken";
-
-    fn at(secs: i64) -> Timestamp {
-        chrono::DateTime::from_timestamp(secs, 0).expect("valid test time")
-    }
 
     fn config() -> HonorConfig {
         HonorConfig {
@@ -614,34 +610,10 @@ mod tests {
         AuthToken { value: "eyJhbGciOi.demo".into(), refresh_at: at(0) }
     }
 
-    fn push(push_type: PushType) -> VendorPush {
-        VendorPush {
-            push_type,
-            title: "Alice".into(),
-            body: "See you at 8?".into(),
-            badge: if push_type == PushType::Alert { Some(3) } else { None },
-            sound: None,
-            priority: super::super::Priority::High,
-            collapse_id: None,
-            ttl: Some(Duration::from_secs(86_400)),
-            created_at: at(1_767_225_600),
-            thread_id: Some("c42".into()),
-            data: BTreeMap::from([
-                ("conv".to_string(), "c42".to_string()),
-                ("msg".to_string(), "m9".to_string()),
-                ("sender".to_string(), "alice".to_string()),
-            ]),
-        }
-    }
-
     fn send(h: &Honor, p: &VendorPush, tokens: &[&str]) -> VendorRequest {
         let tokens: Vec<Token> = tokens.iter().map(|t| token(t)).collect();
         h.request(p, &tokens, Some(&access()), chrono::DateTime::from_timestamp_millis(1_718_000_000_123).expect("t"))
             .expect("request")
-    }
-
-    fn body_json(req: &VendorRequest) -> Value {
-        serde_json::from_slice(&req.body).expect("JSON body")
     }
 
     #[test]
@@ -654,7 +626,7 @@ mod tests {
         assert_eq!(req.headers["content-type"], "application/json; charset=UTF-8");
         assert_eq!(req.headers["timestamp"], "1718000000123");
         assert_eq!(
-            body_json(&req),
+            json_body(&req),
             json!({
                 "token": [TOKEN_A],
                 "data": r#"{"conv":"c42","msg":"m9","sender":"alice"}"#,
@@ -676,7 +648,7 @@ mod tests {
     #[test]
     fn a_batch_carries_every_token_and_respects_the_configured_size() {
         let req = send(&honor(), &push(PushType::Alert), &[TOKEN_A, TOKEN_B]);
-        assert_eq!(body_json(&req)["token"], json!([TOKEN_A, TOKEN_B]));
+        assert_eq!(json_body(&req)["token"], json!([TOKEN_A, TOKEN_B]));
         let small = honor_with(|c| c.max_batch = 2);
         assert_eq!(small.max_batch(), 2);
         let three = [token(TOKEN_A), token(TOKEN_B), token(TOKEN_C)];
@@ -693,7 +665,7 @@ mod tests {
         p.body.clear();
         p.ttl = None;
         assert_eq!(
-            body_json(&send(&honor(), &p, &[TOKEN_A])),
+            json_body(&send(&honor(), &p, &[TOKEN_A])),
             json!({ "token": [TOKEN_A], "data": r#"{"conv":"c42","msg":"m9","sender":"alice"}"#, "android": {} })
         );
     }
@@ -704,7 +676,7 @@ mod tests {
         p.badge = Some(2);
         p.collapse_id = Some("call-7".into());
         p.ttl = Some(Duration::from_secs(30));
-        let android = body_json(&send(&honor(), &p, &[TOKEN_A]))["android"].clone();
+        let android = json_body(&send(&honor(), &p, &[TOKEN_A]))["android"].clone();
         assert_eq!(android["ttl"], "30s");
         assert_eq!(android["notification"]["tag"], "call-7");
         assert_eq!(android["notification"]["importance"], "NORMAL");
@@ -727,14 +699,14 @@ mod tests {
         let mut p = push(PushType::Alert);
         p.ttl = Some(Duration::from_secs(60 * 86_400));
         p.badge = Some(500);
-        let android = body_json(&send(&honor(), &p, &[TOKEN_A]))["android"].clone();
+        let android = json_body(&send(&honor(), &p, &[TOKEN_A]))["android"].clone();
         assert_eq!(android["ttl"], "1296000s");
         assert_eq!(android["notification"]["badge"]["setNum"], 99);
         let low = honor_with(|c| {
             c.importance = "LOW".into();
             c.badge_class = None;
         });
-        let n = body_json(&send(&low, &p, &[TOKEN_A]))["android"]["notification"].clone();
+        let n = json_body(&send(&low, &p, &[TOKEN_A]))["android"]["notification"].clone();
         assert_eq!(n["importance"], "LOW");
         assert_eq!(n.get("badge"), None);
     }
@@ -791,7 +763,7 @@ mod tests {
     fn payload_size_is_the_body_without_its_tokens() {
         let h = honor();
         let p = push(PushType::Alert);
-        let mut body = body_json(&send(&h, &p, &[TOKEN_A, TOKEN_B]));
+        let mut body = json_body(&send(&h, &p, &[TOKEN_A, TOKEN_B]));
         body.as_object_mut().expect("object").remove("token");
         assert_eq!(h.payload_size(&p), body.to_string().len());
         assert_eq!(h.payload_limit(&p), 4096);
@@ -814,13 +786,11 @@ mod tests {
 
     fn classify_with(tokens: &[&str], status: u16, headers: &HeaderMap, body: &str) -> Vec<Outcome> {
         let tokens: Vec<Token> = tokens.iter().map(|t| token(t)).collect();
-        honor().classify(&tokens, StatusCode::from_u16(status).expect("status"), headers, body.as_bytes())
+        fixtures::classify(&honor(), &tokens, status, headers, body)
     }
 
     fn answer(status: u16, body: &str) -> Outcome {
-        let mut out = classify_with(&[TOKEN_A], status, &HeaderMap::new(), body);
-        assert_eq!(out.len(), 1);
-        out.remove(0)
+        fixtures::classify_one(&honor(), token(TOKEN_A), status, body)
     }
 
     fn coded(code: Value) -> String {
@@ -920,7 +890,7 @@ mod tests {
         assert_eq!(build.vendor.kind(), VendorKind::Honor);
         assert_eq!(build.vendor.max_batch(), 1000);
         let req = build.vendor.request(&push(PushType::Alert), &[token(TOKEN_A)], Some(&access()), at(0)).expect("r");
-        assert_eq!(body_json(&req)["android"]["notification"]["importance"], "NORMAL");
+        assert_eq!(json_body(&req)["android"]["notification"]["importance"], "NORMAL");
     }
 
     #[test]

@@ -634,14 +634,11 @@ pub fn from_config(table: &toml::Table, ctx: &CredentialContext<'_>) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::fixtures::{self, at, json_body, push};
     use serde_json::{json, Value};
 
     const TOKEN_A: &str = "ABC123exampleTokenValue_xyz";
     const TOKEN_B: &str = "IQAAAACy0tEXAAD-second_token";
-
-    fn at(secs: i64) -> Timestamp {
-        chrono::DateTime::from_timestamp(secs, 0).expect("valid test time")
-    }
 
     fn config() -> HuaweiConfig {
         HuaweiConfig {
@@ -676,33 +673,9 @@ mod tests {
         AuthToken { value: "DQEBAJ+bW8/x=".into(), refresh_at: at(0) }
     }
 
-    fn push(push_type: PushType) -> VendorPush {
-        VendorPush {
-            push_type,
-            title: "Alice".into(),
-            body: "See you at 8?".into(),
-            badge: if push_type == PushType::Alert { Some(3) } else { None },
-            sound: None,
-            priority: super::super::Priority::High,
-            collapse_id: None,
-            ttl: Some(Duration::from_secs(86_400)),
-            created_at: at(1_767_225_600),
-            thread_id: Some("c42".into()),
-            data: BTreeMap::from([
-                ("conv".to_string(), "c42".to_string()),
-                ("msg".to_string(), "m9".to_string()),
-                ("sender".to_string(), "alice".to_string()),
-            ]),
-        }
-    }
-
     fn send(h: &Huawei, p: &VendorPush, tokens: &[&str]) -> VendorRequest {
         let tokens: Vec<Token> = tokens.iter().map(|t| token(t)).collect();
         h.request(p, &tokens, Some(&access()), at(0)).expect("request")
-    }
-
-    fn body_json(req: &VendorRequest) -> Value {
-        serde_json::from_slice(&req.body).expect("JSON body")
     }
 
     #[test]
@@ -714,7 +687,7 @@ mod tests {
         assert!(req.headers["authorization"].is_sensitive());
         assert_eq!(req.headers["content-type"], "application/json; charset=UTF-8");
         assert_eq!(
-            body_json(&req),
+            json_body(&req),
             json!({
                 "validate_only": false,
                 "message": {
@@ -741,7 +714,7 @@ mod tests {
     #[test]
     fn a_batch_carries_every_token_in_one_request() {
         let req = send(&huawei(), &push(PushType::Alert), &[TOKEN_A, TOKEN_B]);
-        assert_eq!(body_json(&req)["message"]["token"], json!([TOKEN_A, TOKEN_B]));
+        assert_eq!(json_body(&req)["message"]["token"], json!([TOKEN_A, TOKEN_B]));
         assert_eq!(huawei().max_batch(), 1000);
     }
 
@@ -752,7 +725,7 @@ mod tests {
         p.body.clear();
         p.ttl = None;
         assert_eq!(
-            body_json(&send(&huawei(), &p, &[TOKEN_A]))["message"],
+            json_body(&send(&huawei(), &p, &[TOKEN_A]))["message"],
             json!({
                 "token": [TOKEN_A],
                 "data": r#"{"conv":"c42","msg":"m9","sender":"alice"}"#,
@@ -765,7 +738,7 @@ mod tests {
     fn a_call_is_a_high_urgency_voip_data_message_with_its_text_in_the_data() {
         let mut p = push(PushType::Voip);
         p.ttl = Some(Duration::from_secs(45));
-        let message = body_json(&send(&huawei(), &p, &[TOKEN_A]))["message"].clone();
+        let message = json_body(&send(&huawei(), &p, &[TOKEN_A]))["message"].clone();
         assert_eq!(message["android"], json!({ "category": "VOIP", "urgency": "HIGH", "ttl": "45s" }));
         let data: Value = serde_json::from_str(message["data"].as_str().expect("data string")).expect("data JSON");
         assert_eq!(
@@ -779,7 +752,7 @@ mod tests {
         let mut p = push(PushType::Alert);
         p.collapse_id = Some("call-7".into());
         p.badge = Some(250);
-        let n = body_json(&send(&huawei(), &p, &[TOKEN_A]))["message"]["android"]["notification"].clone();
+        let n = json_body(&send(&huawei(), &p, &[TOKEN_A]))["message"]["android"]["notification"].clone();
         assert_eq!(n["tag"], "call-7");
         assert_eq!(n["badge"]["set_num"], 99);
     }
@@ -797,7 +770,7 @@ mod tests {
         p.ttl = Some(Duration::from_secs(60 * 86_400));
         let req = send(&h, &p, &[TOKEN_A]);
         assert_eq!(req.url.as_str(), "https://push-api.cloud.huawei.com/v2/388421841221892636/messages:send");
-        let android = body_json(&req)["message"]["android"].clone();
+        let android = json_body(&req)["message"]["android"].clone();
         assert_eq!(android.get("category"), None);
         assert_eq!(android["ttl"], "1296000s", "capped at 15 days");
         assert_eq!(android["target_user_type"], 1);
@@ -882,7 +855,7 @@ mod tests {
     fn payload_size_is_the_message_without_its_tokens() {
         let h = huawei();
         let p = push(PushType::Alert);
-        let one = body_json(&send(&h, &p, &[TOKEN_A]));
+        let one = json_body(&send(&h, &p, &[TOKEN_A]));
         let mut message = one["message"].clone();
         message.as_object_mut().expect("object").remove("token");
         assert_eq!(h.payload_size(&p), message.to_string().len());
@@ -898,7 +871,7 @@ mod tests {
         let a = push(PushType::Alert);
         let mut b = a.clone();
         b.created_at = at(0);
-        b.sound = Some("default".into());
+        b.sound = None;
         assert_eq!(h.batch_key(&a), h.batch_key(&b));
         let mut other_text = a.clone();
         other_text.body = "Another".into();
@@ -912,13 +885,11 @@ mod tests {
 
     fn classify_with(tokens: &[&str], status: u16, headers: &HeaderMap, body: &str) -> Vec<Outcome> {
         let tokens: Vec<Token> = tokens.iter().map(|t| token(t)).collect();
-        huawei().classify(&tokens, StatusCode::from_u16(status).expect("status"), headers, body.as_bytes())
+        fixtures::classify(&huawei(), &tokens, status, headers, body)
     }
 
     fn answer(status: u16, body: &str) -> Outcome {
-        let mut out = classify_with(&[TOKEN_A], status, &HeaderMap::new(), body);
-        assert_eq!(out.len(), 1);
-        out.remove(0)
+        fixtures::classify_one(&huawei(), token(TOKEN_A), status, body)
     }
 
     fn coded(code: &str, msg: &str) -> String {
@@ -1042,7 +1013,7 @@ mod tests {
         let h = &build.vendor;
         assert_eq!(h.kind(), VendorKind::Huawei);
         let req = h.request(&push(PushType::Alert), &[token(TOKEN_A)], Some(&access()), at(0)).expect("request");
-        let android = body_json(&req)["message"]["android"].clone();
+        let android = json_body(&req)["message"]["android"].clone();
         assert_eq!(android["category"], "IM");
         assert_eq!(android["notification"]["importance"], "NORMAL");
         assert_eq!(req.url.as_str(), "https://push-api.cloud.huawei.com/v1/104123456/messages:send");
@@ -1070,6 +1041,6 @@ mod tests {
         let build =
             from_config(&table("app_id = \"1\"\nclient_secret = \"x\"\ncategory = \"\""), &ctx()).expect("builds");
         let req = build.vendor.request(&push(PushType::Alert), &[token(TOKEN_A)], Some(&access()), at(0)).expect("r");
-        assert_eq!(body_json(&req)["message"]["android"].get("category"), None);
+        assert_eq!(json_body(&req)["message"]["android"].get("category"), None);
     }
 }

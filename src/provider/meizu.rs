@@ -544,7 +544,7 @@ pub fn from_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::Priority;
+    use crate::provider::fixtures::{self, at, form, push, token, tokens};
 
     const SECRET: &str = "mzSecret0123456789abcdef";
 
@@ -566,42 +566,8 @@ mod tests {
         meizu_with(None, DEFAULT_ENDPOINT)
     }
 
-    fn at(secs: i64) -> Timestamp {
-        chrono::DateTime::from_timestamp(secs, 0).expect("valid test time")
-    }
-
-    fn token(s: &str) -> Token {
-        // Trusted: registration refuses commas, but a vendor module must still cope with one.
-        Token::from_trusted(s.to_owned())
-    }
-
-    fn push(push_type: PushType) -> VendorPush {
-        VendorPush {
-            push_type,
-            title: "Alice".into(),
-            body: "hi".into(),
-            badge: Some(2),
-            sound: Some("default".into()),
-            priority: Priority::High,
-            collapse_id: None,
-            ttl: None,
-            created_at: at(1_767_225_600),
-            thread_id: Some("c42".into()),
-            data: BTreeMap::from([
-                ("conv".to_string(), "c42".to_string()),
-                ("msg".to_string(), "m1".to_string()),
-                ("sender".to_string(), "alice".to_string()),
-            ]),
-        }
-    }
-
-    fn send(m: &Meizu, p: &VendorPush, tokens: &[&str]) -> VendorRequest {
-        let tokens: Vec<Token> = tokens.iter().map(|t| token(t)).collect();
-        m.request(p, &tokens, None, at(0)).expect("request")
-    }
-
-    fn form(req: &VendorRequest) -> BTreeMap<String, String> {
-        url::form_urlencoded::parse(&req.body).into_owned().collect()
+    fn send(m: &Meizu, p: &VendorPush, ids: &[&str]) -> VendorRequest {
+        m.request(p, &tokens(ids), None, at(0)).expect("request")
     }
 
     fn message(req: &VendorRequest) -> serde_json::Value {
@@ -630,10 +596,11 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&req.body).expect("utf-8"),
             "appId=100999&pushIds=pidA1%2CpidB2&messageJson=%7B%22noticeBarInfo%22%3A%7B%22noticeMsgType%22%3A1\
-             %2C%22title%22%3A%22Alice%22%2C%22content%22%3A%22hi%22%7D%2C%22clickTypeInfo%22%3A%7B%22clickType\
-             %22%3A0%2C%22parameters%22%3A%7B%22conv%22%3A%22c42%22%2C%22msg%22%3A%22m1%22%2C%22sender%22%3A\
+             %2C%22title%22%3A%22Alice%22%2C%22content%22%3A%22See+you+at+8%3F%22%7D%2C%22clickTypeInfo%22\
+             %3A%7B%22clickType%22%3A0%2C%22parameters%22%3A%7B%22conv%22%3A%22c42%22%2C%22msg%22%3A%22m9\
+             %22%2C%22sender%22%3A\
              %22alice%22%7D%7D%2C%22pushTimeInfo%22%3A%7B%22offLine%22%3A1%2C%22validTime%22%3A24%7D%2C\
-             %22advanceInfo%22%3A%7B%22notifyKey%22%3A%22c42%22%7D%7D&sign=3965659f75b75f0b5218289caeaa8cff"
+             %22advanceInfo%22%3A%7B%22notifyKey%22%3A%22c42%22%7D%7D&sign=ae1558fa24768fb5e6141e4bce4ec3ea"
         );
     }
 
@@ -668,7 +635,7 @@ mod tests {
         let click = &message(&send(&m, &push(PushType::Alert), &["pidA1"]))["clickTypeInfo"];
         assert_eq!(click["clickType"], 1);
         assert_eq!(click["activity"], "com.example.im.ChatActivity");
-        assert_eq!(click["parameters"]["msg"], "m1");
+        assert_eq!(click["parameters"]["msg"], "m9");
     }
 
     #[test]
@@ -773,10 +740,8 @@ mod tests {
         assert!(matches!(m.auth_plan(at(0)), AuthPlan::None));
     }
 
-    fn classify(tokens: &[&str], status: u16, body: &str) -> Vec<Outcome> {
-        let tokens: Vec<Token> = tokens.iter().map(|t| token(t)).collect();
-        let status = StatusCode::from_u16(status).expect("status");
-        meizu().classify(&tokens, status, &HeaderMap::new(), body.as_bytes())
+    fn classify(ids: &[&str], status: u16, body: &str) -> Vec<Outcome> {
+        fixtures::classify(&meizu(), &tokens(ids), status, &HeaderMap::new(), body)
     }
 
     #[test]

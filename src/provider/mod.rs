@@ -18,6 +18,8 @@ pub mod apns;
 pub mod auth_cache;
 pub mod credential;
 pub mod fcm;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod honor;
 pub mod huawei;
 pub mod meizu;
@@ -221,15 +223,18 @@ pub trait Vendor: Send + Sync + 'static {
     /// answers a `taskId` that `pushToList` then names): the upload request for a batch of
     /// `tokens` (called only when a request carries more than one token). `None`, the default:
     /// no such step. The shared layer sends it once per batch and keeps the answer for the
-    /// batch's retries.
+    /// batch's retries; once more if [`Vendor::prepared_expired`] says the vendor forgot it,
+    /// then with `expired` = the forgotten id, so the vendor can make the new upload distinct
+    /// from the first (vivo would otherwise deduplicate it into the dead task).
     fn prepare(
         &self,
         push: &VendorPush,
         tokens: &[Token],
         auth: Option<&AuthToken>,
+        expired: Option<&str>,
         now: Timestamp,
     ) -> Option<Result<VendorRequest, BuildError>> {
-        let _ = (push, tokens, auth, now);
+        let _ = (push, tokens, auth, expired, now);
         None
     }
 
@@ -251,6 +256,15 @@ pub trait Vendor: Send + Sync + 'static {
     ) -> Result<VendorRequest, BuildError> {
         let _ = prepared;
         self.request(push, tokens, auth, now)
+    }
+
+    /// Whether the answer to a [`Vendor::request_prepared`] request says the vendor no longer
+    /// knows the prepared id (vivo 10151: the `taskId` expired). The shared layer then prepares
+    /// again and resends at once, once per batch; a second such answer is classified as usual.
+    /// The default: never.
+    fn prepared_expired(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> bool {
+        let _ = (status, headers, body);
+        false
     }
 
     /// One outcome per token of the request, from status, headers and body.

@@ -651,20 +651,14 @@ pub fn from_config(table: &toml::Table, ctx: &CredentialContext<'_>) -> Result<V
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use serde_json::json;
 
     use super::*;
-    use crate::provider::Priority;
+    use crate::provider::fixtures::{self, at_ms, form, token, tokens};
 
     const APP_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
     const MASTER_SECRET: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
     const REG_ID: &str = "CN_0a1b2c3d4e5f60718293a4b5c6d7e8f9";
-
-    fn at_ms(ms: i64) -> Timestamp {
-        chrono::DateTime::from_timestamp_millis(ms).expect("valid timestamp")
-    }
 
     fn config() -> OppoConfig {
         OppoConfig {
@@ -684,35 +678,11 @@ mod tests {
     }
 
     fn push() -> VendorPush {
-        VendorPush {
-            push_type: PushType::Alert,
-            title: "Alice".into(),
-            body: "See you at 6?".into(),
-            badge: Some(3),
-            sound: Some("default".into()),
-            priority: Priority::High,
-            collapse_id: None,
-            ttl: Some(Duration::from_secs(86_400)),
-            created_at: at_ms(1_700_000_000_000),
-            thread_id: Some("c42".into()),
-            data: BTreeMap::from([
-                ("conv".to_owned(), "c42".to_owned()),
-                ("msg".to_owned(), "7f3c".to_owned()),
-                ("sender".to_owned(), "alice".to_owned()),
-            ]),
-        }
+        fixtures::push(PushType::Alert)
     }
 
     fn auth() -> AuthToken {
         AuthToken { value: "58ad47319e8d725350a5afd5".into(), refresh_at: at_ms(1_700_072_000_000) }
-    }
-
-    fn tokens(ids: &[&str]) -> Vec<Token> {
-        ids.iter().map(|s| Token::from_trusted((*s).to_owned())).collect()
-    }
-
-    fn form(body: &[u8]) -> BTreeMap<String, String> {
-        url::form_urlencoded::parse(body).into_owned().collect()
     }
 
     #[test]
@@ -731,7 +701,7 @@ mod tests {
         assert_eq!(r.method, Method::POST);
         assert_eq!(r.url.as_str(), "https://api.push.oppomobile.com/server/v1/auth");
         assert_eq!(r.headers[CONTENT_TYPE], "application/x-www-form-urlencoded;charset=UTF-8");
-        let f = form(&r.body);
+        let f = form(&r);
         assert_eq!(f["app_key"], APP_KEY);
         assert_eq!(f["timestamp"], "1700000000000");
         assert_eq!(f["sign"], "0d0f39272ac6048e44e357beb0b02f26334127b7055bb09be72a9b8d61940a12");
@@ -777,7 +747,7 @@ mod tests {
         assert_eq!(r.method, Method::POST);
         assert_eq!(r.url.as_str(), "https://api.push.oppomobile.com/server/v1/message/notification/unicast");
         assert_eq!(r.headers[CONTENT_TYPE], "application/x-www-form-urlencoded;charset=UTF-8");
-        let f = form(&r.body);
+        let f = form(&r);
         assert_eq!(f["auth_token"], "58ad47319e8d725350a5afd5");
         let message: Value = serde_json::from_str(&f["message"]).expect("message is JSON text");
         let id = message["notification"]["app_message_id"].as_str().expect("id").to_owned();
@@ -789,9 +759,9 @@ mod tests {
                 "notification": {
                     "app_message_id": id,
                     "title": "Alice",
-                    "content": "See you at 6?",
+                    "content": "See you at 8?",
                     "click_action_type": 0,
-                    "action_parameters": r#"{"conv":"c42","msg":"7f3c","sender":"alice"}"#,
+                    "action_parameters": r#"{"conv":"c42","msg":"m9","sender":"alice"}"#,
                     "off_line": true,
                     "off_line_ttl": 86400,
                     "category": "IM",
@@ -819,7 +789,7 @@ mod tests {
         let ids = ["CN_11111111111111111111111111111111", "22222222222222222222222222222222"];
         let r = oppo().request(&push(), &tokens(&ids), Some(&auth()), at_ms(0)).expect("request");
         assert_eq!(r.url.as_str(), "https://api.push.oppomobile.com/server/v1/message/notification/unicast_batch");
-        let f = form(&r.body);
+        let f = form(&r);
         let messages: Vec<Value> = serde_json::from_str(&f["messages"]).expect("messages is a JSON array");
         assert_eq!(messages.len(), 2);
         assert_eq!(messages[0]["target_value"], ids[0]);
@@ -919,9 +889,7 @@ mod tests {
     }
 
     fn unicast(body: &str) -> Outcome {
-        let mut out = oppo().classify(&tokens(&[REG_ID]), StatusCode::OK, &HeaderMap::new(), body.as_bytes());
-        assert_eq!(out.len(), 1);
-        out.remove(0)
+        fixtures::classify_one(&oppo(), token(REG_ID), 200, body)
     }
 
     #[test]
@@ -1078,7 +1046,7 @@ mod tests {
         let built = build("").expect("builds");
         let r = built.vendor.request(&push(), &tokens(&[REG_ID]), Some(&auth()), at_ms(0)).expect("request");
         assert!(r.url.as_str().starts_with("https://api.push.oppomobile.com/"));
-        let message: Value = serde_json::from_str(&form(&r.body)["message"]).expect("json");
+        let message: Value = serde_json::from_str(&form(&r)["message"]).expect("json");
         assert_eq!(message["notification"]["category"], "IM");
         assert_eq!(message["notification"]["notify_level"], 2);
 

@@ -27,7 +27,10 @@
 //! the ones listed in `invalidUsers` (or `data`) get their status's outcome, every other one is
 //! delivered; a non-zero `result` applies to the whole list, except 10302 (an invalid regId,
 //! unnamed): only the regIds that do not look like one are pruned, the rest retried
-//! (`list_reg_id_rejected`), since pruning up to 1000 good tokens for one bad one is worse.
+//! (`list_reg_id_rejected`), since pruning up to 1000 good tokens for one bad one is worse;
+//! and 10151 (the `taskId` is unknown, e.g. expired): [`Vendor::prepared_expired`] has the
+//! shared layer upload the payload again (with a `requestId` derived from the dead task, so
+//! vivo's dedup cannot answer it) and resend, once per batch; a second 10151 is Fatal.
 //!
 //! Deliberately not here: caching the auth token (the shared auth cache; [`AUTH_REFRESH_AFTER`]
 //! tells it when), grouping pushes into batches and keeping a batch's `taskId` for its retries
@@ -88,6 +91,11 @@ pub const REG_ID_LEN: usize = 23;
 
 /// `result` for an invalid regId (per single send: prune it).
 pub const INVALID_REG_ID_RESULT: i64 = 10302;
+
+/// `result` of a `pushToList` whose `taskId` vivo does not know: documented as "taskId empty";
+/// that an expired task answers it too is unverified. pushd uploads the payload again once per
+/// batch ([`Vendor::prepared_expired`]); a second one is Fatal.
+pub const TASK_UNKNOWN_RESULT: i64 = 10151;
 
 /// The header carrying the auth token on every call but auth.
 pub const AUTH_HEADER: &str = "authtoken";
@@ -393,7 +401,7 @@ pub fn outcome_for_result(result: i64) -> Outcome {
         10067 => fatal("custom_map_invalid"),
         10094 => fatal("app_id_mismatch"),
         10150 => fatal("list_empty"),
-        10151 => fatal("task_id_empty"),
+        TASK_UNKNOWN_RESULT => fatal("task_id_empty"),
         10153 | 10154 => fatal("list_size"),
         10254 => fatal("all_push_limit"),
         10301 => fatal("alias_too_long"),
@@ -467,12 +475,19 @@ impl Vivo {
 
     /// The `saveListPayload` body (TTL 15 min .. 7 days) and its encoding without `requestId`:
     /// what a group batch shares. Its `requestId` is derived from that encoding, so it is the
-    /// same for every upload of this message's content (every chunk, every retry).
-    fn list_payload<'a>(&'a self, push: &'a VendorPush) -> Result<(SendBody<'a>, Vec<u8>), BuildError> {
+    /// same for every upload of this message's content (every chunk, every retry); an upload
+    /// replacing the `expired` task derives it from that task too, so it is a new request.
+    fn list_payload<'a>(
+        &'a self,
+        push: &'a VendorPush,
+        expired: Option<&str>,
+    ) -> Result<(SendBody<'a>, Vec<u8>), BuildError> {
         let mut body = self.content_body(push, LIST_TTL_RANGE_SECS)?;
         let content =
             serde_json::to_vec(&body).map_err(|_| BuildError::Payload("vivo message could not be encoded"))?;
-        body.request_id = uuid_shaped(&md5_hex(&format!("saveListPayload\n{}", String::from_utf8_lossy(&content))));
+        let replacing = expired.map(|task_id| format!("\nreplacing {task_id}")).unwrap_or_default();
+        let identity = format!("saveListPayload\n{}{replacing}", String::from_utf8_lossy(&content));
+        body.request_id = uuid_shaped(&md5_hex(&identity));
         Ok((body, content))
     }
 
@@ -603,7 +618,7 @@ impl Vendor for Vivo {
     /// A group batch needs no badge: the hash of the saved payload, so a group message to many
     /// users (each with their own badge) goes out as one list push.
     fn batch_key(&self, push: &VendorPush) -> Option<u64> {
-        let (_, content) = self.list_payload(push).ok()?;
+        let (_, content) = self.list_payload(push, None).ok()?;
         Some(super::batch_key_of(&content))
     }
 
@@ -630,12 +645,14 @@ impl Vendor for Vivo {
         push: &VendorPush,
         tokens: &[Token],
         auth: Option<&AuthToken>,
+        expired: Option<&str>,
         _now: Timestamp,
     ) -> Option<Result<VendorRequest, BuildError>> {
         if tokens.len() < LIST_MIN_TARGETS {
             return None;
         }
-        Some(self.list_payload(push).and_then(|(body, _)| self.authed_post(&self.save_list_url, auth, &body)))
+        let upload = self.list_payload(push, expired);
+        Some(upload.and_then(|(body, _)| self.authed_post(&self.save_list_url, auth, &body)))
     }
 
     /// The `taskId` of a `saveListPayload` answer. Errors classify as for a send: the daily
@@ -680,6 +697,11 @@ impl Vendor for Vivo {
         let reg_ids: Vec<&str> = tokens.iter().map(Token::as_str).collect();
         let request_id = list_request_id(prepared, &reg_ids);
         self.authed_post(&self.push_to_list_url, auth, &PushToListBody { reg_ids, task_id: prepared, request_id })
+    }
+
+    /// A `pushToList` answered 10151: vivo no longer knows the task (it expired).
+    fn prepared_expired(&self, status: StatusCode, _headers: &HeaderMap, body: &[u8]) -> bool {
+        status == StatusCode::OK && parse_answer(body).is_some_and(|(result, _)| result == TASK_UNKNOWN_RESULT)
     }
 
     /// One outcome per regId, for `/message/send` and `pushToList` answers alike: a non-zero
@@ -783,16 +805,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::provider::fixtures::{self, at_ms, token};
     use crate::provider::Priority;
 
     const APP_ID: u64 = 10004;
     const APP_KEY: &str = "25509283-3767-4b9e-83fe-b6e55ac6b123";
     const APP_SECRET: &str = "scrt-7f3a-4c21-9e0d-demo";
     const REG_ID: &str = "15580731370251120044391";
-
-    fn at_ms(ms: i64) -> Timestamp {
-        chrono::DateTime::from_timestamp_millis(ms).expect("valid timestamp")
-    }
 
     fn config() -> VivoConfig {
         VivoConfig {
@@ -812,31 +831,11 @@ mod tests {
     }
 
     fn push() -> VendorPush {
-        VendorPush {
-            push_type: PushType::Alert,
-            title: "Alice".into(),
-            body: "See you at 6?".into(),
-            badge: Some(2),
-            sound: Some("default".into()),
-            priority: Priority::High,
-            collapse_id: None,
-            ttl: Some(Duration::from_secs(86_400)),
-            created_at: at_ms(1_700_000_000_000),
-            thread_id: Some("c42".into()),
-            data: BTreeMap::from([
-                ("conv".to_owned(), "c42".to_owned()),
-                ("msg".to_owned(), "7f3c".to_owned()),
-                ("sender".to_owned(), "alice".to_owned()),
-            ]),
-        }
+        fixtures::push(PushType::Alert)
     }
 
     fn auth() -> AuthToken {
         AuthToken { value: "1f0e7f0c-5a1d-4f6b-9c3e-0d2b7a9e4c11".into(), refresh_at: at_ms(1_700_003_600_000) }
-    }
-
-    fn token(s: &str) -> Token {
-        Token::from_trusted(s.to_owned())
     }
 
     #[test]
@@ -908,11 +907,11 @@ mod tests {
                 "regId": REG_ID,
                 "notifyType": 4,
                 "title": "Alice",
-                "content": "See you at 6?",
+                "content": "See you at 8?",
                 "timeToLive": 86400,
                 "skipType": 1,
                 "networkType": -1,
-                "clientCustomMap": { "conv": "c42", "msg": "7f3c", "sender": "alice" },
+                "clientCustomMap": { "conv": "c42", "msg": "m9", "sender": "alice" },
                 "requestId": request_id,
                 "classification": 1,
                 "category": "IM",
@@ -1002,7 +1001,7 @@ mod tests {
         assert!(matches!(v.request(&push(), &two, Some(&auth()), at_ms(0)), Err(BuildError::Payload(_))));
         assert!(matches!(v.request(&push(), &t, None, at_ms(0)), Err(BuildError::Signing(_))));
         assert_eq!(v.batch_key(&silent), None, "never batched: no list payload either");
-        assert!(matches!(v.prepare(&silent, &two, Some(&auth()), at_ms(0)), Some(Err(BuildError::Payload(_)))));
+        assert!(matches!(v.prepare(&silent, &two, Some(&auth()), None, at_ms(0)), Some(Err(BuildError::Payload(_)))));
     }
 
     const REG_B: &str = "15580731370251120044392";
@@ -1017,7 +1016,7 @@ mod tests {
         let mut p = push();
         p.ttl = Some(Duration::from_secs(60));
         let r = vivo()
-            .prepare(&p, &list(), Some(&auth()), at_ms(1_700_000_000_000))
+            .prepare(&p, &list(), Some(&auth()), None, at_ms(1_700_000_000_000))
             .expect("a batch of three needs the upload")
             .expect("request");
         assert_eq!(r.method, Method::POST);
@@ -1031,11 +1030,11 @@ mod tests {
             json!({
                 "notifyType": 4,
                 "title": "Alice",
-                "content": "See you at 6?",
+                "content": "See you at 8?",
                 "timeToLive": 900,
                 "skipType": 1,
                 "networkType": -1,
-                "clientCustomMap": { "conv": "c42", "msg": "7f3c", "sender": "alice" },
+                "clientCustomMap": { "conv": "c42", "msg": "m9", "sender": "alice" },
                 "requestId": request_id,
                 "classification": 1,
                 "category": "IM",
@@ -1048,8 +1047,8 @@ mod tests {
     #[test]
     fn a_single_device_needs_no_upload_and_a_batch_without_auth_cannot_upload() {
         let v = vivo();
-        assert!(v.prepare(&push(), &[token(REG_ID)], Some(&auth()), at_ms(0)).is_none());
-        assert!(matches!(v.prepare(&push(), &list(), None, at_ms(0)), Some(Err(BuildError::Signing(_)))));
+        assert!(v.prepare(&push(), &[token(REG_ID)], Some(&auth()), None, at_ms(0)).is_none());
+        assert!(matches!(v.prepare(&push(), &list(), None, None, at_ms(0)), Some(Err(BuildError::Signing(_)))));
         assert_eq!(v.max_batch(), LIST_MAX_TARGETS);
         assert_eq!(LIST_MAX_TARGETS, 1000);
     }
@@ -1058,7 +1057,7 @@ mod tests {
     fn the_upload_request_id_is_stable_per_message_and_differs_from_every_send_request_id() {
         let v = vivo();
         let id = |p: &VendorPush| -> String {
-            let r = v.prepare(p, &list(), Some(&auth()), at_ms(0)).expect("upload").expect("request");
+            let r = v.prepare(p, &list(), Some(&auth()), None, at_ms(0)).expect("upload").expect("request");
             serde_json::from_slice::<Value>(&r.body).expect("json")["requestId"].as_str().expect("id").to_owned()
         };
         let a = id(&push());
@@ -1074,6 +1073,39 @@ mod tests {
         assert_ne!(id(&reworded), a, "other content under the same message id is another upload");
         let sends: Vec<String> = list().iter().map(|t| v.send_body(&push(), t).expect("body").request_id).collect();
         assert!(!sends.contains(&a));
+    }
+
+    #[test]
+    fn an_upload_replacing_an_expired_task_is_a_new_request_with_the_same_payload() {
+        let v = vivo();
+        let upload = |expired: Option<&str>| -> Value {
+            let r = v.prepare(&push(), &list(), Some(&auth()), expired, at_ms(0)).expect("upload").expect("request");
+            serde_json::from_slice(&r.body).expect("json")
+        };
+        let (first, again) = (upload(None), upload(Some("576000000000001")));
+
+        assert_ne!(again["requestId"], first["requestId"], "vivo's dedup must not answer the dead task");
+        assert_eq!(again["requestId"], upload(Some("576000000000001"))["requestId"], "stable across its retries");
+        assert_ne!(again["requestId"], upload(Some("576000000000002"))["requestId"]);
+        let without_id = |mut b: Value| {
+            b.as_object_mut().expect("object").remove("requestId");
+            b
+        };
+        assert_eq!(without_id(again), without_id(first));
+    }
+
+    #[test]
+    fn only_a_10151_answer_to_a_list_push_says_the_task_expired() {
+        let v = vivo();
+        let expired = |status: u16, body: &str| {
+            v.prepared_expired(StatusCode::from_u16(status).expect("status"), &HeaderMap::new(), body.as_bytes())
+        };
+        assert!(expired(200, r#"{"result":10151,"desc":"taskId不合法"}"#));
+        assert!(expired(200, r#"{"result":"10151","desc":"taskId不合法"}"#));
+        assert!(!expired(200, r#"{"result":0,"desc":"请求成功","taskId":"576000000000001","invalidUsers":[]}"#));
+        assert!(!expired(200, r#"{"result":10150,"desc":"regIds不能为空"}"#));
+        assert!(!expired(500, r#"{"result":10151}"#));
+        assert!(!expired(200, "<html>502</html>"));
     }
 
     #[test]
@@ -1255,10 +1287,7 @@ mod tests {
     }
 
     fn answer(status: u16, body: &str) -> Outcome {
-        let status = StatusCode::from_u16(status).expect("status");
-        let mut out = vivo().classify(&[token(REG_ID)], status, &HeaderMap::new(), body.as_bytes());
-        assert_eq!(out.len(), 1);
-        out.remove(0)
+        fixtures::classify_one(&vivo(), token(REG_ID), status, body)
     }
 
     #[test]

@@ -444,10 +444,8 @@ pub fn from_config(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::provider::Priority;
+    use crate::provider::fixtures::{self, at, form, push, token, tokens};
 
     /// The two made-up regIds of xiaomi.md §3 (Base64, with `=` padding).
     const REG_A: &str = "Qm9ndXNSZWdJZEFBQUFBQUFBQUFBQUFBQUFBQUFBQT0=";
@@ -468,42 +466,8 @@ mod tests {
         xiaomi_at(DEFAULT_ENDPOINT)
     }
 
-    fn at(secs: i64) -> Timestamp {
-        chrono::DateTime::from_timestamp(secs, 0).expect("valid test time")
-    }
-
-    fn token(s: &str) -> Token {
-        // Trusted: registration refuses commas, but a vendor module must still cope with one.
-        Token::from_trusted(s.to_owned())
-    }
-
-    fn push(push_type: PushType) -> VendorPush {
-        VendorPush {
-            push_type,
-            title: "Alice".into(),
-            body: "Are we still on for 7pm?".into(),
-            badge: Some(3),
-            sound: Some("default".into()),
-            priority: Priority::High,
-            collapse_id: None,
-            ttl: Some(Duration::from_secs(86_400)),
-            created_at: at(1_767_225_600),
-            thread_id: Some("c42".into()),
-            data: BTreeMap::from([
-                ("conv".to_string(), "c42".to_string()),
-                ("msg".to_string(), "m1".to_string()),
-                ("sender".to_string(), "alice".to_string()),
-            ]),
-        }
-    }
-
-    fn send(x: &Xiaomi, p: &VendorPush, tokens: &[&str]) -> VendorRequest {
-        let tokens: Vec<Token> = tokens.iter().map(|t| token(t)).collect();
-        x.request(p, &tokens, None, at(0)).expect("request")
-    }
-
-    fn form(req: &VendorRequest) -> BTreeMap<String, String> {
-        url::form_urlencoded::parse(&req.body).into_owned().collect()
+    fn send(x: &Xiaomi, p: &VendorPush, ids: &[&str]) -> VendorRequest {
+        x.request(p, &tokens(ids), None, at(0)).expect("request")
     }
 
     #[test]
@@ -519,8 +483,8 @@ mod tests {
             std::str::from_utf8(&req.body).expect("utf-8"),
             "registration_id=Qm9ndXNSZWdJZEFBQUFBQUFBQUFBQUFBQUFBQUFBQT0%3D%2CQm9ndXNSZWdJZEJCQkJCQkJCQkJCQkJCQkJCQkJCQj0%3D\
              &restricted_package_name=com.example.im&pass_through=0&title=Alice\
-             &description=Are+we+still+on+for+7pm%3F\
-             &payload=%7B%22conv%22%3A%22c42%22%2C%22msg%22%3A%22m1%22%2C%22sender%22%3A%22alice%22%7D\
+             &description=See+you+at+8%3F\
+             &payload=%7B%22conv%22%3A%22c42%22%2C%22msg%22%3A%22m9%22%2C%22sender%22%3A%22alice%22%7D\
              &notify_type=-1&notify_id=854779872&time_to_live=86400000\
              &extra.channel_id=im_private_01&extra.notify_effect=1"
         );
@@ -541,7 +505,7 @@ mod tests {
         p.body.clear();
         let f = form(&send(&xiaomi(), &p, &[REG_A]));
         assert_eq!(f["pass_through"], "1");
-        assert_eq!(f["payload"], r#"{"conv":"c42","msg":"m1","sender":"alice"}"#);
+        assert_eq!(f["payload"], r#"{"conv":"c42","msg":"m9","sender":"alice"}"#);
         assert_eq!(f["extra.channel_id"], "im_private_01");
         for absent in ["title", "description", "notify_type", "notify_id", "extra.notify_effect"] {
             assert!(!f.contains_key(absent), "{absent}");
@@ -678,10 +642,8 @@ mod tests {
         assert!(matches!(xiaomi().auth_plan(at(0)), AuthPlan::None));
     }
 
-    fn classify(tokens: &[&str], status: u16, body: &str) -> Vec<Outcome> {
-        let tokens: Vec<Token> = tokens.iter().map(|t| token(t)).collect();
-        let status = StatusCode::from_u16(status).expect("status");
-        xiaomi().classify(&tokens, status, &HeaderMap::new(), body.as_bytes())
+    fn classify(ids: &[&str], status: u16, body: &str) -> Vec<Outcome> {
+        fixtures::classify(&xiaomi(), &tokens(ids), status, &HeaderMap::new(), body)
     }
 
     fn error_body(code: i64, reason: &str) -> String {
