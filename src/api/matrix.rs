@@ -803,12 +803,13 @@ impl EventReply {
         if let Err(e) = self.store.upsert_trace(&r.target.user, &entry, self.keep) {
             tracing::warn!(error = %e, "matrix push trace not stored");
         }
-        let done = matches!(progress, Progress::Done(_));
-        self.progress.send_replace(progress);
-        if done {
-            // After the dedup mark: whoever claims this (pusher, event) next sees it.
+        if matches!(progress, Progress::Done(_)) {
+            // After the dedup mark: whoever claims this (pusher, event) next sees it. Before
+            // waking the waiter: a homeserver retrying at once after a 502 must start a new
+            // flight, not find this finished one and get its 502 again.
             self.flights.lock().remove(&self.key);
         }
+        self.progress.send_replace(progress);
     }
 }
 
