@@ -32,11 +32,24 @@ async fn metrics(state: web::Data<OperatorState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+async fn healthz(state: web::Data<OperatorState>) -> HttpResponse {
+    match state.registry.services().store.health() {
+        Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ok\n"),
+        Err(e) => store_failed(e),
+    }
+}
+
+/// A store that can no longer write does not heal in place: say so, so that the supervisor
+/// restarts pushd (which recovers from the journal).
+fn store_failed(e: crate::store::StoreError) -> HttpResponse {
+    tracing::error!(error = %e, "health check: the store cannot write");
+    HttpResponse::ServiceUnavailable().content_type("text/plain").body(format!("{e}\n"))
 }
 
 async fn readyz(state: web::Data<OperatorState>) -> HttpResponse {
+    if let Err(e) = state.registry.services().store.health() {
+        return store_failed(e);
+    }
     if state.ready.load(Ordering::Acquire) {
         HttpResponse::Ok().content_type("text/plain").body("ready\n")
     } else {

@@ -296,6 +296,12 @@ impl Store for EmbeddedStore {
         self.syncer.sync()
     }
 
+    fn health(&self) -> Result<(), StoreError> {
+        // Cheap (the journal lock, no I/O when nothing is buffered), and fjall answers
+        // `Poisoned` once a write or one of its workers failed.
+        self.db.persist(fjall::PersistMode::Buffer).map_err(|e| StoreError::Unavailable(format!("store failed: {e}")))
+    }
+
     fn sweep(&self, before: Timestamp) -> Result<Swept, StoreError> {
         let cutoff = before.timestamp_millis();
         let mut swept = Swept::default();

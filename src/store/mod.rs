@@ -138,6 +138,14 @@ pub trait Store: Send + Sync + 'static {
     fn trace(&self, user: &UserId, message: &MessageId) -> Result<Option<TraceEntry>, StoreError>;
     /// The newest trace entries first, at most `limit`.
     fn traces(&self, user: &UserId, limit: usize) -> Result<Vec<TraceEntry>, StoreError>;
+
+    /// `Err` once the store can no longer write: the embedded store after a failed disk write
+    /// or a failed background flush, after which fjall refuses every write until pushd
+    /// restarts and recovers from its journal. `/healthz` and `/readyz` then answer 503, so
+    /// the operator's supervisor restarts pushd instead of leaving it refusing messages.
+    fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Opens the store the settings ask for.

@@ -703,3 +703,32 @@ fn a_sweep_keeps_the_id_of_a_message_still_pending(store: &dyn Store) {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].1, vec![uid("carol")]);
 }
+
+#[test]
+fn an_embedded_store_that_can_no_longer_write_reports_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_embedded(dir.path());
+    assert!(store.health().is_ok());
+    // The keyspaces' folder vanishes (a disk gone bad, an operator's mistake): the next
+    // memtable flush, past 8 MiB of traces, fails in fjall's worker, which poisons the store.
+    std::fs::remove_dir_all(dir.path().join("keyspaces")).expect("remove keyspaces");
+    let bob = uid("bob");
+    let mut entry = trace_entry("m", 1, "push");
+    entry.conversation_id = "x".repeat(64 * 1024);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    while store.health().is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the store still says healthy after {n} writes");
+        entry.message_id = mid(&format!("m{n}"));
+        // Writes fail too once the store is poisoned; the loop then ends on health.
+        let _ = store.upsert_trace(&bob, &entry, 100_000);
+        n += 1;
+        if n > 2_000 {
+            // Past 128 MiB written, wait for the flush worker instead of writing more.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let e = store.health().expect_err("unhealthy");
+    assert!(e.to_string().contains("store failed"), "{e}");
+    assert!(store.upsert_trace(&bob, &entry, 100_000).is_err(), "writes are refused too");
+}
