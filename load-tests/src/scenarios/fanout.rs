@@ -105,15 +105,26 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str, sync: &'st
     let rate = (max_rate / 2.0).max(10.0);
     let capacity = (rate * s.phase.as_secs_f64() * 1.2) as usize + 10;
     let m = Measured::begin(ctx, "fr", capacity);
-    let sent = {
+    let posted = {
         let (gw, times, make) = (gw.clone(), m.times.clone(), one_to_one("fr", s.users));
         on(&ctx.load, async move { post_rate(&gw, &times, 0..capacity, rate, s.phase, make).await }).await?
     };
     let drained = daemon.drained(Duration::from_secs(60)).await;
     let mut row = m.finish(&format!("offline fan-out, 50 % of max ({rate:.0} msg/s)"), label).await;
-    row.note =
-        format!("{sent} messages; target p99 <= 5 ms; {}{}", row.note, if drained { "" } else { "; NOT DRAINED" });
-    println!("  half rate: {:.0} pushes/s, p50 {:.2} ms, p99 {:.2} ms", row.per_sec, row.p50, row.p99);
+    row.note = format!(
+        "{} messages; target p99 <= 5 ms; {}; {}{}",
+        posted.sent,
+        posted.intake_note(),
+        row.note,
+        if drained { "" } else { "; NOT DRAINED" }
+    );
+    println!(
+        "  half rate: {:.0} pushes/s, p50 {:.2} ms, p99 {:.2} ms; {}",
+        row.per_sec,
+        row.p50,
+        row.p99,
+        posted.intake_note()
+    );
     rows.push(row);
     daemon.stop().await;
     Ok(())

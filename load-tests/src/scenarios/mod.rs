@@ -281,6 +281,20 @@ pub async fn post_max(
 
 /// Open loop: `rate` messages per second from `ids`, posted every `tick` as one batch, for
 /// `duration` (at most `max_outstanding` requests unanswered). Returns how many were sent.
+/// What an open-loop run posted: the message count, and the round trip of each
+/// `POST /v1/messages` to its 202 (the intake's share of accept → vendor answer).
+pub struct Posted {
+    pub sent: usize,
+    pub intake: hdrhistogram::Histogram<u64>,
+}
+
+impl Posted {
+    /// "202 after p50 X / p99 Y ms": where the intake stands in the end-to-end latency.
+    pub fn intake_note(&self) -> String {
+        format!("202 after p50 {:.2} / p99 {:.2} ms", measure::ms(&self.intake, 0.5), measure::ms(&self.intake, 0.99))
+    }
+}
+
 pub async fn post_rate(
     gw: &Gateway,
     times: &Arc<SendTimes>,
@@ -288,7 +302,7 @@ pub async fn post_rate(
     rate: f64,
     duration: Duration,
     make: MakeMessage,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Posted> {
     let tick = Duration::from_millis(2);
     let max_outstanding = Arc::new(tokio::sync::Semaphore::new(256));
     let start = Instant::now();
@@ -314,13 +328,15 @@ pub async fn post_rate(
         tasks.push(tokio::spawn(async move {
             let r = gw.post_retrying("/v1/messages", body).await;
             drop(permit);
-            r
+            r.map(|_| now.elapsed())
         }));
     }
+    let mut intake = hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds");
     for t in tasks {
-        t.await??;
+        let took = t.await??;
+        intake.saturating_record(took.as_micros() as u64);
     }
-    Ok(next - ids.start)
+    Ok(Posted { sent: next - ids.start, intake })
 }
 
 /// A small deterministic generator (xorshift) so runs are repeatable.

@@ -129,7 +129,7 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
     };
     let sent = {
         let (gw, times) = (gw.clone(), m.times.clone());
-        on(&ctx.load, async move { post_rate(&gw, &times, 0..capacity, rate, s.phase, make).await }).await?
+        on(&ctx.load, async move { post_rate(&gw, &times, 0..capacity, rate, s.phase, make).await }).await?.sent
     };
     let (events, took, _) = storm.await??;
     let drained = daemon.drained(Duration::from_secs(60)).await;

@@ -64,7 +64,7 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     });
     let sent = {
         let (gw, times) = (gw.clone(), m.times.clone());
-        on(&ctx.load, async move { post_rate(&gw, &times, 0..capacity, rate, s.phase, make).await }).await?
+        on(&ctx.load, async move { post_rate(&gw, &times, 0..capacity, rate, s.phase, make).await }).await?.sent
     };
     let drained = daemon.drained(Duration::from_secs(60)).await;
     let mut row = m.finish(&format!("vendor trouble, {rate:.0} msg/s"), "memory").await;
