@@ -15,7 +15,8 @@
 //! nothing acknowledged is lost even on power loss. `interval` acknowledges once the writes
 //! reached the OS (safe against a process crash such as kill -9) and fsyncs every
 //! `store.sync_interval_ms`, so a power loss can take the last interval's acknowledged writes.
-//! In both modes background writes (dedup records, badges, traces) are fsynced every interval.
+//! In both modes background writes (dedup records, badges, traces) reach the OS with the next
+//! flush and the disk at the latest every interval (fjall buffers them: `embedded.rs`).
 //!
 //! The fsync itself runs outside fjall's journal lock (see [`JournalFsync`]): fjall's own
 //! `persist(SyncAll)` holds that lock for the whole disk flush, and every writer of the store
@@ -112,7 +113,7 @@ impl Drop for Syncer {
 /// buffer went to, that one was fsynced when it was sealed. A journal is preallocated and its
 /// size synced at creation, so `sync_data` suffices. If the layout is not what we expect
 /// (a fjall upgrade), we fall back to fjall's own `persist(SyncAll)`, which is always correct.
-/// `store::tests` checks that the file we sync is the one fjall writes.
+/// The unit test below checks that the file we sync is the one fjall writes, across a rotation.
 pub(crate) struct JournalFsync {
     db: Database,
     dir: PathBuf,
