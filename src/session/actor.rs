@@ -16,11 +16,12 @@
 //!                           └─ Stop(rule) ─▶ trace
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
+use litemap::LiteMap;
 
 use super::messages::*;
 use super::registry::{Registry, Services};
@@ -48,9 +49,12 @@ pub struct Session {
     user: UserId,
     services: Arc<Services>,
     registry: Arc<Registry>,
-    devices: BTreeMap<DeviceId, Device>,
+    /// Few per user: a sorted vector (`LiteMap`), not a `BTreeMap`, whose first node holds room
+    /// for eleven entries. Measured (load harness, issue 6): with two devices the BTreeMaps of
+    /// devices and presence were about 2 KB of each active session's 3.5 KB.
+    devices: LiteMap<DeviceId, Device>,
     /// Presence of every device the gateway told us about, registered or not.
-    presence: BTreeMap<DeviceId, PresenceRecord>,
+    presence: LiteMap<DeviceId, PresenceRecord>,
     settings: ChatSettings,
     conversations: HashMap<ConversationId, Option<ChatSettings>>,
     badge: u32,
