@@ -100,12 +100,20 @@ pub fn trim_heap() {
 /// When each message was sent, by message number (ids are `<prefix>-<n>`).
 pub struct SendTimes {
     base: Instant,
+    /// The wall clock at `base`, to compare with pushd's trace timestamps.
+    base_wall: std::time::SystemTime,
     nanos: Vec<AtomicU64>,
 }
 
 impl SendTimes {
     pub fn new(base: Instant, capacity: usize) -> Arc<Self> {
-        Arc::new(Self { base, nanos: (0..capacity).map(|_| AtomicU64::new(0)).collect() })
+        let base_wall = std::time::SystemTime::now() - base.elapsed();
+        Arc::new(Self { base, base_wall, nanos: (0..capacity).map(|_| AtomicU64::new(0)).collect() })
+    }
+
+    /// When message `n` was sent, on the wall clock.
+    pub fn wall(&self, n: usize) -> Option<std::time::SystemTime> {
+        self.get(n).map(|at| self.base_wall + at.saturating_duration_since(self.base))
     }
 
     pub fn mark(&self, n: usize, at: Instant) {

@@ -105,21 +105,23 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str, sync: &'st
     let rate = (max_rate / 2.0).max(10.0);
     let capacity = (rate * s.phase.as_secs_f64() * 1.2) as usize + 10;
     let m = Measured::begin(ctx, "fr", capacity);
+    let times = m.times.clone();
     let posted = {
         let (gw, times, make) = (gw.clone(), m.times.clone(), one_to_one("fr", s.users));
         on(&ctx.load, async move { post_rate(&gw, &times, 0..capacity, rate, s.phase, make).await }).await?
     };
     let drained = daemon.drained(Duration::from_secs(60)).await;
     let mut row = m.finish(&format!("offline fan-out, 50 % of max ({rate:.0} msg/s)"), label).await;
+    let split = split_note(&gw, &times, posted.sent, s.users).await;
     row.note = format!(
-        "{} messages; target p99 <= 5 ms; {}; {}{}",
+        "{} messages; target p99 <= 5 ms; {}; {split}; {}{}",
         posted.sent,
         posted.intake_note(),
         row.note,
         if drained { "" } else { "; NOT DRAINED" }
     );
     println!(
-        "  half rate: {:.0} pushes/s, p50 {:.2} ms, p99 {:.2} ms; {}",
+        "  half rate: {:.0} pushes/s, p50 {:.2} ms, p99 {:.2} ms; {}; {split}",
         row.per_sec,
         row.p50,
         row.p99,
@@ -154,4 +156,49 @@ pub async fn mixed(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     rows.push(row);
     daemon.stop().await;
     Ok(())
+}
+
+/// Where the half-rate latency goes, from the traces of about 1000 of its messages:
+/// send → decided (intake, hand-off to the session, decision) and decided → the vendor's answer
+/// recorded (provider, HTTP/2, mock, answer back). Wall clocks of one host.
+async fn split_note(gw: &Gateway, times: &measure::SendTimes, sent: usize, users: usize) -> String {
+    let step = (sent / 1000).max(1);
+    let (mut to_decided, mut to_answer) = (Vec::new(), Vec::new());
+    for n in (0..sent).step_by(step) {
+        let (Some(sent_at), u) = (times.wall(n), n % users) else { continue };
+        let Ok((200, body)) = gw.send(reqwest::Method::GET, &format!("/v1/users/u{u}/pushes?limit=1000"), None).await
+        else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else { continue };
+        let id = format!("fr-{n}");
+        let Some(t) = v["pushes"].as_array().and_then(|a| a.iter().find(|e| e["message_id"] == id.as_str())) else {
+            continue;
+        };
+        let wall = |s: &serde_json::Value| {
+            s.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).map(std::time::SystemTime::from)
+        };
+        let decided = wall(&t["decided_at"]);
+        let answered =
+            t["devices"][0]["push"]["attempts"].as_array().and_then(|a| a.last()).and_then(|a| wall(&a["at"]));
+        if let (Some(d), Some(a)) = (decided, answered) {
+            let ms = |from: std::time::SystemTime, to: std::time::SystemTime| {
+                to.duration_since(from).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+            };
+            to_decided.push(ms(sent_at, d));
+            to_answer.push(ms(d, a));
+        }
+    }
+    let pct = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN)
+    };
+    format!(
+        "{} traces: send -> decided p50 {:.2} / p99 {:.2} ms, decided -> answer p50 {:.2} / p99 {:.2} ms",
+        to_decided.len(),
+        pct(&mut to_decided, 0.5),
+        pct(&mut to_decided, 0.99),
+        pct(&mut to_answer, 0.5),
+        pct(&mut to_answer, 0.99)
+    )
 }
