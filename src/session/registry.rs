@@ -159,11 +159,14 @@ impl Registry {
         self.sessions.len()
     }
 
+    /// The user's session if one is running; never starts one.
+    fn running(&self, user: &UserId) -> Option<Addr<Session>> {
+        self.sessions.get(user).filter(|a| a.connected()).map(|a| a.clone())
+    }
+
     fn addr(self: &Arc<Self>, user: &UserId) -> Addr<Session> {
-        if let Some(a) = self.sessions.get(user) {
-            if a.connected() {
-                return a.clone();
-            }
+        if let Some(a) = self.running(user) {
+            return a;
         }
         self.sessions
             .entry(user.clone())
@@ -229,7 +232,7 @@ impl Registry {
         Session: Handler<M>,
         <Session as Actor>::Context: ToEnvelope<Session, M>,
     {
-        let Some(addr) = self.sessions.get(user).filter(|a| a.connected()).map(|a| a.clone()) else {
+        let Some(addr) = self.running(user) else {
             return Ok(None);
         };
         match addr.send(msg).timeout(SEND_TIMEOUT).await {
@@ -273,7 +276,7 @@ impl Registry {
     /// session that is gone takes the general path, which waits and retries.
     pub fn report(self: &Arc<Self>, report: DeliveryReport) {
         let user = report.target.user.clone();
-        let addr = self.sessions.get(&user).filter(|a| a.connected()).map(|a| a.clone());
+        let addr = self.running(&user);
         let msg = DeliveryReported(report);
         let msg = match addr {
             Some(addr) => match addr.try_send(msg) {
