@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use pushd::mock_vendor::MockApns;
 use serde_json::json;
 
+use crate::measure;
 use crate::rig::{demo_file, Vendor, APNS_KEY_ID, APNS_TEAM, TOPIC};
 
 /// What one client run measured.
@@ -85,10 +86,6 @@ impl Shape {
     }
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
-}
-
 /// Drives `concurrency` request loops for `duration` (and at most `max_requests`).
 async fn drive<F, Fut>(concurrency: usize, duration: Duration, max_requests: u64, one: F) -> Run
 where
@@ -102,7 +99,7 @@ where
     for _ in 0..concurrency.max(1) {
         let (next, one) = (next.clone(), one.clone());
         tasks.push(tokio::spawn(async move {
-            let (mut ok, mut failed, mut h) = (0u64, 0u64, histogram());
+            let (mut ok, mut failed, mut h) = (0u64, 0u64, measure::latency_histogram());
             loop {
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if n >= max_requests || Instant::now() >= deadline {
@@ -119,7 +116,7 @@ where
             (ok, failed, h)
         }));
     }
-    let mut run = Run { requests: 0, failed: 0, elapsed: Duration::ZERO, latency: histogram() };
+    let mut run = Run { requests: 0, failed: 0, elapsed: Duration::ZERO, latency: measure::latency_histogram() };
     for t in tasks {
         if let Ok((ok, failed, h)) = t.await {
             run.requests += ok;

@@ -184,7 +184,7 @@ impl Collector {
     pub fn new(prefix: &str, times: Arc<SendTimes>) -> Self {
         Self {
             // 1 µs to 10 min, 3 significant digits.
-            latency: Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds"),
+            latency: latency_histogram(),
             tally: Tally::default(),
             prefix: format!("{prefix}-"),
             times,
@@ -257,6 +257,11 @@ impl RssSampler {
         }
         self.peak.load(Ordering::Relaxed).max(peak_rss())
     }
+}
+
+/// A latency histogram in microseconds: 1 µs to 10 minutes, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
 /// Percentile of a histogram in milliseconds.

@@ -163,7 +163,7 @@ pub async fn mixed(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
 /// recorded (provider, HTTP/2, mock, answer back). Wall clocks of one host.
 async fn split_note(gw: &Gateway, times: &measure::SendTimes, sent: usize, users: usize) -> String {
     let step = (sent / 1000).max(1);
-    let (mut to_decided, mut to_answer) = (Vec::new(), Vec::new());
+    let (mut to_decided, mut to_answer) = (measure::latency_histogram(), measure::latency_histogram());
     for n in (0..sent).step_by(step) {
         let (Some(sent_at), u) = (times.wall(n), n % users) else { continue };
         let Ok((200, body)) = gw.send(reqwest::Method::GET, &format!("/v1/users/u{u}/pushes?limit=1000"), None).await
@@ -182,23 +182,19 @@ async fn split_note(gw: &Gateway, times: &measure::SendTimes, sent: usize, users
         let answered =
             t["devices"][0]["push"]["attempts"].as_array().and_then(|a| a.last()).and_then(|a| wall(&a["at"]));
         if let (Some(d), Some(a)) = (decided, answered) {
-            let ms = |from: std::time::SystemTime, to: std::time::SystemTime| {
-                to.duration_since(from).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+            let us = |from: std::time::SystemTime, to: std::time::SystemTime| {
+                to.duration_since(from).map_or(0, |d| d.as_micros() as u64)
             };
-            to_decided.push(ms(sent_at, d));
-            to_answer.push(ms(d, a));
+            to_decided.saturating_record(us(sent_at, d));
+            to_answer.saturating_record(us(d, a));
         }
     }
-    let pct = |v: &mut Vec<f64>, q: f64| {
-        v.sort_by(f64::total_cmp);
-        v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN)
-    };
     format!(
         "{} traces: send -> decided p50 {:.2} / p99 {:.2} ms, decided -> answer p50 {:.2} / p99 {:.2} ms",
         to_decided.len(),
-        pct(&mut to_decided, 0.5),
-        pct(&mut to_decided, 0.99),
-        pct(&mut to_answer, 0.5),
-        pct(&mut to_answer, 0.99)
+        measure::ms(&to_decided, 0.5),
+        measure::ms(&to_decided, 0.99),
+        measure::ms(&to_answer, 0.5),
+        measure::ms(&to_answer, 0.99)
     )
 }

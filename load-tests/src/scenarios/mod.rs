@@ -331,7 +331,7 @@ pub async fn post_rate(
             r.map(|_| now.elapsed())
         }));
     }
-    let mut intake = hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds");
+    let mut intake = measure::latency_histogram();
     for t in tasks {
         let took = t.await??;
         intake.saturating_record(took.as_micros() as u64);

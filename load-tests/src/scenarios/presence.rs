@@ -51,7 +51,7 @@ async fn churn(
     for _ in 0..posters {
         let (gw, bodies, next) = (gw.clone(), bodies.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
+            let mut h = measure::latency_histogram();
             let mut sent = 0;
             while start.elapsed() < limit {
                 let k = next.fetch_add(1, Ordering::Relaxed);
@@ -67,7 +67,7 @@ async fn churn(
         }));
     }
     let mut sent = 0;
-    let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
+    let mut h = measure::latency_histogram();
     for t in tasks {
         let (n, th) = t.await??;
         sent += n;
