@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use pushd::mock_vendor::MockApns;
 use serde_json::json;
 
-use crate::measure;
+use crate::measure::{self, SendTimes};
 use crate::rig::{demo_file, Vendor, APNS_KEY_ID, APNS_TEAM, TOPIC};
 
 /// What one client run measured.
@@ -86,8 +86,39 @@ impl Shape {
     }
 }
 
-/// Drives `concurrency` request loops for `duration` (and at most `max_requests`).
-async fn drive<F, Fut>(concurrency: usize, duration: Duration, max_requests: u64, one: F) -> Run
+/// How a raw client paces its requests.
+#[derive(Clone)]
+pub enum Pace {
+    /// This many request loops, each sending its next request when the last one is answered:
+    /// the most the client gets through (the ceiling).
+    Closed(usize),
+    /// Open loop at this many requests per second, released every 2 ms like the harness posts
+    /// its messages: the client's latency at a given rate, next to pushd's at the same rate.
+    /// Each request's send instant is marked in the times (its body's `msg` is `raw-<n>`), so
+    /// the mock's record gives send → vendor answer, the latency pushd's rows report.
+    Rate(f64, Arc<SendTimes>),
+}
+
+/// Runs `one` for `duration` (and at most `max_requests`) at `pace`.
+async fn drive<F, Fut>(pace: Pace, duration: Duration, max_requests: u64, one: F) -> Run
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    match pace {
+        Pace::Closed(concurrency) => closed(concurrency, duration, max_requests, one).await,
+        Pace::Rate(rate, times) => open(rate, &times, duration, max_requests, one).await,
+    }
+}
+
+/// One request's result: answered 200 or not, and its round trip.
+async fn timed<Fut: std::future::Future<Output = bool>>(fut: Fut) -> (bool, u64) {
+    let t = Instant::now();
+    let ok = fut.await;
+    (ok, u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX).max(1))
+}
+
+async fn closed<F, Fut>(concurrency: usize, duration: Duration, max_requests: u64, one: F) -> Run
 where
     F: Fn(u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -99,37 +130,88 @@ where
     for _ in 0..concurrency.max(1) {
         let (next, one) = (next.clone(), one.clone());
         tasks.push(tokio::spawn(async move {
-            let (mut ok, mut failed, mut h) = (0u64, 0u64, measure::latency_histogram());
+            let mut run = Run::empty();
             loop {
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if n >= max_requests || Instant::now() >= deadline {
                     break;
                 }
-                let t = Instant::now();
-                if one(n).await {
-                    ok += 1;
-                    let _ = h.record(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX).max(1));
-                } else {
-                    failed += 1;
-                }
+                run.count(timed(one(n)).await);
             }
-            (ok, failed, h)
+            run
         }));
     }
-    let mut run = Run { requests: 0, failed: 0, elapsed: Duration::ZERO, latency: measure::latency_histogram() };
+    Run::merge(tasks, start).await
+}
+
+async fn open<F, Fut>(rate: f64, times: &SendTimes, duration: Duration, max_requests: u64, one: F) -> Run
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    // At most this many unanswered requests: a stalled mock cannot make the loop grow unbounded.
+    let outstanding = Arc::new(tokio::sync::Semaphore::new(4096));
+    let start = Instant::now();
+    let mut interval = tokio::time::interval(Duration::from_millis(2));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let (mut next, mut tasks) = (0u64, Vec::new());
+    while start.elapsed() < duration && next < max_requests {
+        interval.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(max_requests);
+        while next < due {
+            let Ok(permit) = outstanding.clone().acquire_owned().await else { break };
+            let one = one.clone();
+            let n = next;
+            next += 1;
+            times.mark(n as usize, Instant::now());
+            tasks.push(tokio::spawn(async move {
+                let result = timed(one(n)).await;
+                drop(permit);
+                result
+            }));
+        }
+    }
+    // One histogram for the run (a histogram per request would be ~100 KB each).
+    let mut run = Run::empty();
     for t in tasks {
-        if let Ok((ok, failed, h)) = t.await {
-            run.requests += ok;
-            run.failed += failed;
-            let _ = run.latency.add(h);
+        if let Ok(result) = t.await {
+            run.count(result);
         }
     }
     run.elapsed = start.elapsed();
     run
 }
 
-/// Raw hyper: one TLS connection speaking h2, `concurrency` streams in flight.
-pub async fn hyper_h2(mock: &MockApns, concurrency: usize, duration: Duration, tokens: usize) -> anyhow::Result<Run> {
+impl Run {
+    fn empty() -> Self {
+        Self { requests: 0, failed: 0, elapsed: Duration::ZERO, latency: measure::latency_histogram() }
+    }
+
+    fn count(&mut self, (ok, us): (bool, u64)) {
+        if ok {
+            self.requests += 1;
+            self.latency.saturating_record(us);
+        } else {
+            self.failed += 1;
+        }
+    }
+
+    async fn merge(tasks: Vec<tokio::task::JoinHandle<Run>>, start: Instant) -> Run {
+        let mut run = Run::empty();
+        for t in tasks {
+            if let Ok(part) = t.await {
+                run.requests += part.requests;
+                run.failed += part.failed;
+                let _ = run.latency.add(part.latency);
+            }
+        }
+        run.elapsed = start.elapsed();
+        run
+    }
+}
+
+/// Raw hyper: one TLS connection speaking h2, paced by `pace`.
+pub async fn hyper_h2(mock: &MockApns, pace: Pace, duration: Duration, tokens: usize) -> anyhow::Result<Run> {
     let shape = Arc::new(Shape::new(tokens)?);
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut mock.ca_pem().as_bytes()) {
@@ -148,7 +230,7 @@ pub async fn hyper_h2(mock: &MockApns, concurrency: usize, duration: Duration, t
     let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
     let driver = tokio::spawn(conn);
     let authority = format!("https://{}", mock.addr());
-    let run = drive(concurrency, duration, u64::MAX, move |n| {
+    let run = drive(pace, duration, u64::MAX, move |n| {
         let (mut sender, shape, authority) = (sender.clone(), shape.clone(), authority.clone());
         async move {
             let mut req = http::Request::new(Full::new(body(n)));
@@ -171,7 +253,7 @@ pub async fn hyper_h2(mock: &MockApns, concurrency: usize, duration: Duration, t
 }
 
 /// reqwest with HTTP/2 prior knowledge (pushd's own client library, without pushd).
-pub async fn reqwest_h2(mock: &MockApns, concurrency: usize, duration: Duration, tokens: usize) -> anyhow::Result<Run> {
+pub async fn reqwest_h2(mock: &MockApns, pace: Pace, duration: Duration, tokens: usize) -> anyhow::Result<Run> {
     let shape = Arc::new(Shape::new(tokens)?);
     let client = reqwest::Client::builder()
         .use_rustls_tls()
@@ -181,7 +263,7 @@ pub async fn reqwest_h2(mock: &MockApns, concurrency: usize, duration: Duration,
         .tcp_nodelay(true)
         .build()?;
     let base = mock.url();
-    Ok(drive(concurrency, duration, u64::MAX, move |n| {
+    Ok(drive(pace, duration, u64::MAX, move |n| {
         let (client, shape) = (client.clone(), shape.clone());
         let url = format!("{}{}", base.as_str().trim_end_matches('/'), shape.path(n));
         async move {

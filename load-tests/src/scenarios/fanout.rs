@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{backlog_of, post_max, post_rate, Ctx, MakeMessage, Measured, Row};
-use crate::ceiling;
+use crate::ceiling::{self, Pace};
 use crate::measure::{self, Cpu};
 use crate::rig::{on, register, DaemonOptions, Gateway, Population};
 
@@ -28,24 +28,19 @@ fn one_to_one(prefix: &'static str, users: usize) -> MakeMessage {
 
 /// Measures the raw clients and adds their rows; remembers the hyper figure for the ratio.
 pub async fn ceiling(ctx: &Ctx, rows: &mut Vec<Row>, when: &str) -> anyhow::Result<()> {
-    let (conc, phase, users) = (ctx.scale.concurrency, ctx.scale.phase, ctx.scale.users);
-    for client in ["raw hyper h2", "raw reqwest h2"] {
+    let conc = ctx.scale.concurrency;
+    for client in [Client::Hyper, Client::Reqwest] {
         ctx.mocks.reset();
         measure::reset_peak_rss();
         let (cpu0, t0) = (Cpu::now(), Instant::now());
-        let apns = ctx.mocks.apns.clone();
-        let run = if client == "raw hyper h2" {
-            on(&ctx.load, async move { ceiling::hyper_h2(&apns, conc, phase, users).await }).await?
-        } else {
-            on(&ctx.load, async move { ceiling::reqwest_h2(&apns, conc, phase, users).await }).await?
-        };
+        let run = client.run(ctx, Pace::Closed(conc)).await?;
         let cpu = Cpu::now().cores_since(cpu0, t0.elapsed());
-        if client == "raw hyper h2" {
+        if client == Client::Hyper {
             ctx.ceiling.lock().unwrap_or_else(|p| p.into_inner()).push(run.per_sec());
         }
-        println!("  {client} ({when}): {:.0} requests/s, {} failed", run.per_sec(), run.failed);
+        println!("  {} ({when}): {:.0} requests/s, {} failed", client.name(), run.per_sec(), run.failed);
         rows.push(Row {
-            scenario: format!("ceiling: {client} ({when})"),
+            scenario: format!("ceiling: {} ({when})", client.name()),
             store: "-",
             pushes: run.requests,
             per_sec: run.per_sec(),
@@ -59,6 +54,53 @@ pub async fn ceiling(ctx: &Ctx, rows: &mut Vec<Row>, when: &str) -> anyhow::Resu
         ctx.mocks.reset();
     }
     Ok(())
+}
+
+/// The raw clients at the rate of pushd's half-rate phase, measured like pushd (send → the
+/// mock's record of the request): what the machine and the mock give at that rate without pushd.
+async fn raw_at_rate(ctx: &Ctx, rows: &mut Vec<Row>, rate: f64) -> anyhow::Result<()> {
+    for client in [Client::Hyper, Client::Reqwest] {
+        let m = Measured::begin(ctx, "raw", (rate * ctx.scale.phase.as_secs_f64() * 1.2) as usize + 10);
+        let run = client.run(ctx, Pace::Rate(rate, m.times.clone())).await?;
+        let mut row = m.finish(&format!("ceiling: {} at {rate:.0} requests/s", client.name()), "-").await;
+        row.note = format!(
+            "open loop, released every 2 ms like pushd's half-rate phase; latency = send → the mock's record \
+             (round trip p50 {:.2} / p99 {:.2} ms); {} failed",
+            measure::ms(&run.latency, 0.5),
+            measure::ms(&run.latency, 0.99),
+            run.failed
+        );
+        println!("  {} at {rate:.0} requests/s: p50 {:.2} ms, p99 {:.2} ms", client.name(), row.p50, row.p99);
+        rows.push(row);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Client {
+    Hyper,
+    Reqwest,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Client::Hyper => "raw hyper h2",
+            Client::Reqwest => "raw reqwest h2",
+        }
+    }
+
+    /// One phase of this client at the mock APNs, on the load runtime.
+    async fn run(self, ctx: &Ctx, pace: Pace) -> anyhow::Result<ceiling::Run> {
+        let (apns, phase, users) = (ctx.mocks.apns.clone(), ctx.scale.phase, ctx.scale.users);
+        on(&ctx.load, async move {
+            match self {
+                Client::Hyper => ceiling::hyper_h2(&apns, pace, phase, users).await,
+                Client::Reqwest => ceiling::reqwest_h2(&apns, pace, phase, users).await,
+            }
+        })
+        .await
+    }
 }
 
 /// Offline fan-out on one store variant (`sync`: the embedded store's `store.sync`): max
@@ -129,6 +171,7 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str, sync: &'st
     );
     rows.push(row);
     daemon.stop().await;
+    raw_at_rate(ctx, rows, rate).await?;
     Ok(())
 }
 
