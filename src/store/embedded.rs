@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::journal::{SyncMode, Syncer};
 use super::{Durable, Intake, PresenceRecord, Store, StoreError, Swept};
@@ -57,6 +57,8 @@ pub struct EmbeddedStore {
     templates: Keyspace,
     /// Makes "check then insert" of an accepted id atomic.
     intake: Mutex<()>,
+    /// Trace writes of one user are serialised (by user hash) around their counters.
+    trace_locks: [Mutex<()>; TRACE_LOCKS],
     syncer: Syncer,
 }
 
@@ -106,6 +108,7 @@ impl EmbeddedStore {
             traces: ks("traces")?,
             templates: ks("templates")?,
             intake: Mutex::new(()),
+            trace_locks: Default::default(),
             syncer: Syncer::start(db.clone(), dir, mode, interval),
             db,
         })
@@ -129,10 +132,67 @@ impl EmbeddedStore {
     }
 
     fn trace_seq(&self, user: &UserId, message: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        let index = key(&[user.as_str(), &format!("#{}", message.as_str())]);
-        Ok(self.traces.get(index).map_err(err)?.map(|v| v.to_vec()))
+        Ok(self.traces.get(trace_index_key(user, message)).map_err(err)?.map(|v| v.to_vec()))
+    }
+
+    /// Removes the user's trace counters, as in a store written before they existed.
+    #[cfg(test)]
+    pub(super) fn forget_trace_counters(&self, user: &UserId) {
+        self.traces.remove(trace_counters_key(user)).expect("counters removed");
+    }
+
+    /// The user's trace counters; for traces stored before counters existed, found once from
+    /// the entries themselves.
+    fn trace_counters(&self, user: &UserId) -> Result<TraceCounters, StoreError> {
+        if let Some(c) =
+            self.traces.get(trace_counters_key(user)).map_err(err)?.and_then(|v| TraceCounters::from_bytes(&v))
+        {
+            return Ok(c);
+        }
+        let prefix = &trace_key(user, 0)[..user.as_str().len() + 2];
+        let mut entries = self.traces.prefix(prefix);
+        let first = entries.next().map(|g| g.key()).transpose().map_err(err)?;
+        let last = entries.next_back().map(|g| g.key()).transpose().map_err(err)?;
+        let first = first.map(|k| trace_seq_of(&k));
+        let next = last.map(|k| trace_seq_of(&k)).or(first).map_or(0, |s| s + 1);
+        Ok(TraceCounters { first: first.unwrap_or(next), next })
     }
 }
+
+/// A user's trace sequence numbers: the next to assign and the oldest that may still exist.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TraceCounters {
+    first: u64,
+    next: u64,
+}
+
+impl TraceCounters {
+    fn to_bytes(self) -> Vec<u8> {
+        [self.first.to_be_bytes(), self.next.to_be_bytes()].concat()
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<Self> {
+        let first = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+        let next = u64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
+        Some(Self { first, next })
+    }
+}
+
+/// The only field eviction needs from an old trace entry.
+#[derive(Deserialize)]
+struct TraceId {
+    message_id: MessageId,
+}
+
+/// Which of the trace locks serves `user`.
+fn stripe(user: &UserId) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    user.hash(&mut h);
+    (h.finish() as usize) % TRACE_LOCKS
+}
+
+const TRACE_LOCKS: usize = 16;
 
 /// The sequence number at the end of a trace key.
 fn trace_seq_of(k: &[u8]) -> u64 {
@@ -142,6 +202,19 @@ fn trace_seq_of(k: &[u8]) -> u64 {
 
 /// The trace key of sequence `seq`: user, `\0`, then `\x01` and 8 big-endian bytes, so that
 /// entries sort by age and never collide with the `#`-prefixed index keys.
+/// The index key from a message to its trace's sequence number.
+fn trace_index_key(user: &UserId, message: &MessageId) -> Vec<u8> {
+    key(&[user.as_str(), &format!("#{}", message.as_str())])
+}
+
+/// The key of a user's [`TraceCounters`]: `\x02` sorts after the entries (`\x01`) and before
+/// the `#` index keys, and its value is no JSON, so listings and the sweep pass it by.
+fn trace_counters_key(user: &UserId) -> Vec<u8> {
+    let mut k = user.as_str().as_bytes().to_vec();
+    k.extend_from_slice(&[0, 2]);
+    k
+}
+
 fn trace_key(user: &UserId, seq: u64) -> Vec<u8> {
     let mut k = user.as_str().as_bytes().to_vec();
     k.push(0);
@@ -395,41 +468,32 @@ impl Store for EmbeddedStore {
     }
 
     fn upsert_trace(&self, user: &UserId, entry: &TraceEntry, keep: usize) -> Result<(), StoreError> {
+        // One writer per user at a time: the counters are read, then written.
+        let _user = self.trace_locks[stripe(user)].lock().unwrap_or_else(|p| p.into_inner());
         if let Some(seq) = self.trace_seq(user, &entry.message_id)? {
             let seq = u64::from_be_bytes(seq.as_slice().try_into().map_err(err)?);
             return Self::put(&self.traces, trace_key(user, seq), entry);
         }
-        let mut entries = self.traces.prefix(&trace_key(user, 0)[..user.as_str().len() + 2]);
-        let last = entries.next_back().map(|g| g.key()).transpose().map_err(err)?;
-        drop(entries);
-        let next = last.map_or(0, |k| trace_seq_of(&k) + 1);
-        Self::put(&self.traces, trace_key(user, next), entry)?;
-        let index = key(&[user.as_str(), &format!("#{}", entry.message_id.as_str())]);
-        self.traces.insert(index, next.to_be_bytes().to_vec()).map_err(err)?;
-        // Keep the newest `keep`: drop from the oldest end. Measured (load harness, issue 6):
-        // this read and parsed every entry of the user on each new trace (`keep` = 100 JSON
-        // parses per push once a user's history is full); upsert_trace was a fifth of pushd's
-        // CPU in an embedded-store fan-out already at ~3 traces per user. Sequence numbers only
-        // grow, so while the oldest entry is fewer than `keep` numbers behind the newest there
-        // cannot be more than `keep` entries and nothing is read; otherwise keys are counted and
-        // only the excess is parsed.
-        let keep = keep.max(1);
-        let prefix = trace_key(user, 0)[..user.as_str().len() + 2].to_vec();
-        let first = self.traces.prefix(&prefix).next().map(|g| g.key()).transpose().map_err(err)?;
-        let first_seq = first.map_or(next, |k| trace_seq_of(&k));
-        if next.saturating_sub(first_seq) < keep as u64 {
-            return Ok(());
-        }
-        let keys: Vec<Vec<u8>> =
-            self.traces.prefix(&prefix).map(|g| g.key().map(|k| k.to_vec())).collect::<Result<_, _>>().map_err(err)?;
-        let excess = keys.len().saturating_sub(keep);
-        for k in keys.into_iter().take(excess) {
-            if let Some(old) = Self::get::<TraceEntry>(&self.traces, &k)? {
-                self.traces.remove(key(&[user.as_str(), &format!("#{}", old.message_id.as_str())])).map_err(err)?;
+        // Measured (load harness, issue 6): finding the newest and the oldest entry by two
+        // range scans per new trace was a quarter of pushd's CPU in an embedded-store fan-out
+        // (an LSM range scan merges every table). The user's counters are one point read.
+        let TraceCounters { mut first, next } = self.trace_counters(user)?;
+        let mut batch = self.db.batch();
+        batch.insert(&self.traces, trace_key(user, next), json(entry)?);
+        batch.insert(&self.traces, trace_index_key(user, &entry.message_id), next.to_be_bytes().to_vec());
+        let next = next + 1;
+        // Keep the newest `keep`: sequence numbers only grow and entries leave from the oldest
+        // end (here or by the sweep), so at most `next - first` entries exist.
+        while next - first > keep.max(1) as u64 {
+            let old = trace_key(user, first);
+            if let Some(TraceId { message_id }) = Self::get(&self.traces, &old)? {
+                batch.remove(&self.traces, trace_index_key(user, &message_id));
+                batch.remove(&self.traces, old);
             }
-            self.traces.remove(k).map_err(err)?;
+            first += 1;
         }
-        Ok(())
+        batch.insert(&self.traces, trace_counters_key(user), TraceCounters { first, next }.to_bytes());
+        batch.commit().map_err(err)
     }
 
     fn trace(&self, user: &UserId, message: &MessageId) -> Result<Option<TraceEntry>, StoreError> {

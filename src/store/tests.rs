@@ -693,6 +693,34 @@ fn a_sweep_survives_reopening_the_embedded_store() {
     assert_eq!(store.trace(&bob, &mid("old")).unwrap(), None);
 }
 
+#[test]
+fn traces_stored_before_the_trace_counters_existed_go_on_in_order() {
+    let f = embedded_fixture();
+    let (store, bob) = (&f.0, uid("bob"));
+    let keep = 3;
+    for i in 1..=3 {
+        store.upsert_trace(&bob, &trace_entry(&format!("m{i}"), i, "push"), keep).unwrap();
+    }
+    // As a store written by an earlier pushd has them: entries and index, no counters.
+    store.forget_trace_counters(&bob);
+    store.upsert_trace(&bob, &trace_entry("m4", 4, "push"), keep).unwrap();
+    assert_eq!(trace_ids(store, "bob", 10), ["m4", "m3", "m2"]);
+    assert_eq!(store.trace(&bob, &mid("m1")).unwrap(), None, "the oldest was evicted");
+    store.upsert_trace(&bob, &trace_entry("m5", 5, "push"), keep).unwrap();
+    assert_eq!(trace_ids(store, "bob", 10), ["m5", "m4", "m3"]);
+    // A user whose every entry was swept starts over without counters too.
+    store.forget_trace_counters(&bob);
+    assert_eq!(store.sweep(at(10)).unwrap().traces, 3);
+    store.upsert_trace(&bob, &trace_entry("m6", 11, "push"), keep).unwrap();
+    assert_eq!(trace_ids(store, "bob", 10), ["m6"]);
+}
+
+/// An embedded store in a fresh directory (removed on drop, after the store).
+fn embedded_fixture() -> (EmbeddedStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    (open_embedded(dir.path()), dir)
+}
+
 fn a_sweep_keeps_the_id_of_a_message_still_pending(store: &dyn Store) {
     let m = message("pending-1", &["bob", "carol"], 1_000);
     assert_eq!(store.accept_message(&m).unwrap(), Intake::New);
