@@ -31,7 +31,7 @@ use crate::policy::{self, DeviceView, Recipient, Verdict};
 use crate::provider::actor::{PushJob, Target};
 use crate::provider::Outcome;
 use crate::render::{self, RenderContext};
-use crate::store::{PresenceRecord, StoreError};
+use crate::store::{PresenceRecord, Recipients, StoreError};
 use crate::trace::{AttemptTrace, DeviceTrace, Fallback, PushTrace, TraceEntry};
 
 /// A message delivered to online devices and not acknowledged yet.
@@ -75,8 +75,9 @@ struct Work {
     /// Pushes handed to a provider and not answered yet, per message (dedup before the vendor
     /// answers; the store's dedup record is written with the answer).
     dispatched: HashMap<MessageId, BTreeSet<DeviceId>>,
-    /// Messages arrived and not completed: each holds one unit of the daemon's pending bound.
-    open: std::collections::HashSet<MessageId>,
+    /// Messages arrived and not completed, and whether each went to this user only: each holds
+    /// one unit of the daemon's pending bound.
+    open: HashMap<MessageId, Recipients>,
     /// Traces of the messages still worked on (waiting for an ack or a vendor's answer), kept
     /// here and written to the store once, when the message completes. `GET …/pushes` merges
     /// them in (`OpenTraces`). Measured (load harness, issue 6): writing the trace at the
@@ -298,16 +299,17 @@ impl Session {
                 w.dispatched.remove(id);
                 (w.traces.remove(id), w.open.remove(id))
             }
-            None => (None, false),
+            None => (None, None),
         };
         // The trace first: once the journal mark is gone, nothing replays the message.
         if let Some(entry) = trace {
             self.store_trace(&entry);
         }
-        if let Err(e) = self.services.store.complete(id, &self.user) {
+        let recipients = was_open.unwrap_or(Recipients::Several);
+        if let Err(e) = self.services.store.complete(id, &self.user, recipients) {
             tracing::error!(user = %self.user, error = %e, "journal completion not stored");
         }
-        if was_open {
+        if was_open.is_some() {
             self.services.release_pending(1);
         }
         if self.work.as_ref().is_some_and(|w| w.is_empty()) {
@@ -622,9 +624,12 @@ impl Handler<MessageArrived> for Session {
     fn handle(&mut self, MessageArrived(message): MessageArrived, ctx: &mut Self::Context) -> Self::Result {
         self.touch();
         let work = self.work.get_or_insert_default();
-        if work.in_flight.contains_key(&message.id) || !work.open.insert(message.id.clone()) {
+        if work.in_flight.contains_key(&message.id) || work.open.contains_key(&message.id) {
             return Ok(());
         }
+        let recipients =
+            if message.to.len() == 1 && message.to[0] == self.user { Recipients::Only } else { Recipients::Several };
+        work.open.insert(message.id.clone(), recipients);
         self.evaluate(message, BTreeSet::new(), ctx);
         Ok(())
     }

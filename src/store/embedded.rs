@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::journal::{SyncMode, Syncer};
-use super::{Durable, Intake, PresenceRecord, Store, StoreError, Swept};
+use super::{Durable, Intake, PresenceRecord, Recipients, Store, StoreError, Swept};
 use crate::model::{
     ChatSettings, ConversationId, CredentialName, Device, DeviceId, Message, MessageId, Timestamp, Token, UserId,
 };
@@ -342,14 +342,18 @@ impl Store for EmbeddedStore {
         Ok(Intake::New)
     }
 
-    fn complete(&self, message: &MessageId, user: &UserId) -> Result<(), StoreError> {
+    fn complete(&self, message: &MessageId, user: &UserId, recipients: Recipients) -> Result<(), StoreError> {
         let id = message.as_str();
         let mine = key(&["p", id, user.as_str()]);
         let mut others = false;
-        for item in self.journal.prefix(key(&["p", id, ""])) {
-            if item.key().map_err(err)?[..] != mine[..] {
-                others = true;
-                break;
+        // Measured (load harness, issue 6): this range scan was 6 % of pushd's CPU in a 1:1
+        // fan-out, where it can only find the caller's own mark.
+        if recipients == Recipients::Several {
+            for item in self.journal.prefix(key(&["p", id, ""])) {
+                if item.key().map_err(err)?[..] != mine[..] {
+                    others = true;
+                    break;
+                }
             }
         }
         // One atomic batch: a crash never leaves a message without its pending marks.

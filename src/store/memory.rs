@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use dashmap::DashMap;
 
-use super::{Durable, Intake, PresenceRecord, Store, StoreError, Swept};
+use super::{Durable, Intake, PresenceRecord, Recipients, Store, StoreError, Swept};
 use crate::model::{
     ChatSettings, ConversationId, CredentialName, Device, DeviceId, Message, MessageId, Timestamp, Token, UserId,
 };
@@ -154,7 +154,7 @@ impl Store for MemoryStore {
         }
     }
 
-    fn complete(&self, message: &MessageId, user: &UserId) -> Result<(), StoreError> {
+    fn complete(&self, message: &MessageId, user: &UserId, _: Recipients) -> Result<(), StoreError> {
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, pending)) = journal.get_mut(message) {
             pending.remove(user);

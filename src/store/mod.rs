@@ -65,6 +65,15 @@ pub struct PresenceRecord {
     pub at: Timestamp,
 }
 
+/// Whom a message went to, as its recipient completing it knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipients {
+    /// To the completing user alone (a 1:1 message).
+    Only,
+    /// To others too, or not known.
+    Several,
+}
+
 /// Everything pushd persists.
 pub trait Store: Send + Sync + 'static {
     /// The user's registered devices.
@@ -107,8 +116,9 @@ pub trait Store: Send + Sync + 'static {
     /// `Duplicate` (and nothing written) if its id was accepted before.
     fn accept_message(&self, message: &Message) -> Result<Intake, StoreError>;
     /// `user` is done with `message` (decided, every push answered): clears its pending mark,
-    /// and the journal entry once no recipient is pending.
-    fn complete(&self, message: &MessageId, user: &UserId) -> Result<(), StoreError>;
+    /// and the journal entry once no recipient is pending. `recipients` says whether the
+    /// message went to `user` only: then there is no other mark to look for.
+    fn complete(&self, message: &MessageId, user: &UserId, recipients: Recipients) -> Result<(), StoreError>;
     /// Journal entries still pending, with the recipients still pending (restart replay).
     fn pending(&self) -> Result<Vec<(Message, Vec<UserId>)>, StoreError>;
     /// Resolves once every write made before the call is durable (group commit).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::TimeZone;
 
 use super::journal::SyncMode;
-use super::{EmbeddedStore, Intake, MemoryStore, PresenceRecord, Store, Swept};
+use super::{EmbeddedStore, Intake, MemoryStore, PresenceRecord, Recipients, Store, Swept};
 use crate::model::{
     ChatSettings, Conversation, ConversationId, ConversationKind, CredentialName, Device, DeviceId, DndWindow, Force,
     Message, MessageId, MessageKind, Presence, PushMode, PushOptions, PushType, Sender, TemplateName, Timestamp, Token,
@@ -432,7 +432,7 @@ fn an_accepted_message_is_new_once_then_a_duplicate(store: &dyn Store) {
     assert_eq!(pending[0], (m, vec![uid("bob")]));
 
     // Still a duplicate once completed: the accepted id outlives the journal entry.
-    store.complete(&mid("m1"), &uid("bob")).unwrap();
+    store.complete(&mid("m1"), &uid("bob"), Recipients::Several).unwrap();
     assert!(store.pending().unwrap().is_empty());
     assert_eq!(store.accept_message(&message("m1", &["bob"], 30)).unwrap(), Intake::Duplicate);
     assert!(store.pending().unwrap().is_empty());
@@ -453,25 +453,27 @@ fn the_journal_lists_pending_recipients_until_each_completes(store: &dyn Store) 
         ]
     );
 
-    store.complete(&mid("m1"), &uid("carol")).unwrap();
+    store.complete(&mid("m1"), &uid("carol"), Recipients::Several).unwrap();
     assert_eq!(
         pending_ids(store),
         vec![("m1".into(), strs(&["bob", "dave"])), ("m1x".into(), strs(&["carol"])), ("m2".into(), strs(&["bob"])),]
     );
 
     // Completing twice, for a user who is not a recipient, or an unknown message changes nothing.
-    store.complete(&mid("m1"), &uid("carol")).unwrap();
-    store.complete(&mid("m1"), &uid("zed")).unwrap();
-    store.complete(&mid("nope"), &uid("bob")).unwrap();
+    store.complete(&mid("m1"), &uid("carol"), Recipients::Several).unwrap();
+    store.complete(&mid("m1"), &uid("zed"), Recipients::Several).unwrap();
+    store.complete(&mid("nope"), &uid("bob"), Recipients::Several).unwrap();
     assert_eq!(pending_ids(store).len(), 3);
     assert_eq!(pending_ids(store)[0], ("m1".into(), strs(&["bob", "dave"])));
 
     // The entry disappears when the last recipient completes; the others stay.
-    store.complete(&mid("m1"), &uid("bob")).unwrap();
-    store.complete(&mid("m1"), &uid("dave")).unwrap();
+    store.complete(&mid("m1"), &uid("bob"), Recipients::Several).unwrap();
+    store.complete(&mid("m1"), &uid("dave"), Recipients::Several).unwrap();
     assert_eq!(pending_ids(store), vec![("m1x".into(), strs(&["carol"])), ("m2".into(), strs(&["bob"]))]);
-    store.complete(&mid("m2"), &uid("bob")).unwrap();
-    store.complete(&mid("m1x"), &uid("carol")).unwrap();
+    // A message to its completing recipient alone goes without looking for other marks.
+    store.complete(&mid("m2"), &uid("bob"), Recipients::Only).unwrap();
+    assert_eq!(pending_ids(store), vec![("m1x".into(), strs(&["carol"]))]);
+    store.complete(&mid("m1x"), &uid("carol"), Recipients::Several).unwrap();
     assert!(store.pending().unwrap().is_empty());
 }
 
@@ -543,7 +545,7 @@ fn sweep_removes_what_is_older_than_the_cutoff_and_keeps_the_rest(store: &dyn St
     store.mark_pushed(&uid("carol"), &mid("old"), &phone, at(150)).unwrap();
     for (id, t) in [("old", 100), ("edge", 200), ("new", 300)] {
         assert_eq!(store.accept_message(&message(id, &["bob"], t)).unwrap(), Intake::New);
-        store.complete(&mid(id), &bob).unwrap();
+        store.complete(&mid(id), &bob, Recipients::Several).unwrap();
         store.upsert_trace(&bob, &trace_entry(id, t, "push"), 10).unwrap();
     }
     store.upsert_trace(&uid("carol"), &trace_entry("old", 150, "push"), 10).unwrap();
@@ -575,7 +577,7 @@ fn sweep_removes_what_is_older_than_the_cutoff_and_keeps_the_rest(store: &dyn St
 fn a_swept_accepted_id_can_be_accepted_again(store: &dyn Store) {
     let bob = uid("bob");
     assert_eq!(store.accept_message(&message("m1", &["bob"], 100)).unwrap(), Intake::New);
-    store.complete(&mid("m1"), &bob).unwrap();
+    store.complete(&mid("m1"), &bob, Recipients::Several).unwrap();
     assert_eq!(store.accept_message(&message("m1", &["bob"], 150)).unwrap(), Intake::Duplicate);
 
     assert_eq!(store.sweep(at(200)).unwrap().accepted_ids, 1);
@@ -625,8 +627,8 @@ fn every_record_kind_survives_reopening_the_embedded_store() {
         }
         assert_eq!(store.accept_message(&m1).unwrap(), Intake::New);
         assert_eq!(store.accept_message(&m2).unwrap(), Intake::New);
-        store.complete(&mid("m1"), &carol).unwrap();
-        store.complete(&mid("m2"), &bob).unwrap();
+        store.complete(&mid("m1"), &carol, Recipients::Several).unwrap();
+        store.complete(&mid("m2"), &bob, Recipients::Several).unwrap();
         block_on(store.sync()).expect("sync");
     }
 
@@ -650,7 +652,7 @@ fn every_record_kind_survives_reopening_the_embedded_store() {
     // Writing after a reopen continues where the store left off.
     store.upsert_trace(&bob, &trace_entry("t5", 5, "push"), 3).unwrap();
     assert_eq!(trace_ids(&store, "bob", 10), ["t5", "t4", "t3"]);
-    store.complete(&mid("m1"), &bob).unwrap();
+    store.complete(&mid("m1"), &bob, Recipients::Several).unwrap();
     assert!(store.pending().unwrap().is_empty());
 }
 
@@ -682,7 +684,7 @@ fn a_sweep_survives_reopening_the_embedded_store() {
         store.upsert_trace(&bob, &trace_entry("new", 300, "push"), 10).unwrap();
         assert_eq!(store.accept_message(&message("old", &["bob"], 1)).unwrap(), Intake::New);
         // Done, so its id may expire (a pending message keeps it).
-        store.complete(&mid("old"), &bob).unwrap();
+        store.complete(&mid("old"), &bob, Recipients::Several).unwrap();
         assert_eq!(store.sweep(at(200)).unwrap(), Swept { dedup: 1, accepted_ids: 1, traces: 1 });
         block_on(store.sync()).expect("sync");
     }
@@ -724,7 +726,7 @@ fn embedded_fixture() -> (EmbeddedStore, tempfile::TempDir) {
 fn a_sweep_keeps_the_id_of_a_message_still_pending(store: &dyn Store) {
     let m = message("pending-1", &["bob", "carol"], 1_000);
     assert_eq!(store.accept_message(&m).unwrap(), Intake::New);
-    store.complete(&m.id, &uid("bob")).unwrap();
+    store.complete(&m.id, &uid("bob"), Recipients::Several).unwrap();
     store.sweep(m.accepted_at + chrono::Duration::days(10)).unwrap();
     assert_eq!(store.accept_message(&m).unwrap(), Intake::Duplicate, "still pending for carol");
     let pending = store.pending().unwrap();
