@@ -433,7 +433,9 @@ impl Vendor for Apns {
                 .map_err(|_| BuildError::Payload("APNs collapse id is not a valid header value"))?;
             headers.insert(HeaderName::from_static("apns-collapse-id"), value);
         }
-        let apns_id = uuid::Uuid::new_v4().hyphenated().to_string();
+        // From the thread-local generator: `Uuid::new_v4` asks the kernel for its random bytes,
+        // a system call per push (1.3 % of pushd's CPU in the fan-out profile).
+        let apns_id = uuid::Builder::from_random_bytes(rand::random()).into_uuid().hyphenated().to_string();
         headers.insert(
             HeaderName::from_static("apns-id"),
             HeaderValue::from_str(&apns_id).map_err(|_| BuildError::Payload("apns-id is not a valid header value"))?,
