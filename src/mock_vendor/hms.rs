@@ -17,7 +17,9 @@
 //!           ─▶ Dialect::accepted | Dialect::error_body ─▶ record ─▶ delay ─▶ answer
 //! ```
 
+use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -28,7 +30,8 @@ use serde_json::{Map, Value};
 use super::oauth::{client_credentials, Access, AccessTokens, OauthError, Wording};
 use super::tls::Protocols;
 use super::{
-    bearer, reply, scripted_delay, start_mock, Conn, Core, MockAnswer, MockServer, MockTls, ReadRequest, Reply, Vendor,
+    bearer, reply, scripted_delay, start_mock, Conn, Core, MockAnswer, MockServer, MockTls, ReadRequest, Received,
+    Reply, Vendor,
 };
 use crate::clock::SharedClock;
 use crate::model::Timestamp;
@@ -56,7 +59,7 @@ pub(crate) fn refuse(code: &'static str, msg: impl Into<String>) -> Refusal {
 pub(crate) trait Dialect: Clone + Send + Sync + 'static {
     /// [`Received::vendor`](super::Received::vendor).
     const VENDOR: &'static str;
-    /// Paths of the token endpoint.
+    /// Paths of the token endpoint, the documented one first.
     const TOKEN_PATHS: &'static [&'static str];
     /// The codes a script can name, with the HTTP status the mock pairs them with and the
     /// vendor's message.
@@ -139,16 +142,91 @@ struct Valid {
     tokens: Vec<String>,
 }
 
+/// A running mock of an HMS-lineage vendor ([`MockHuawei`](super::huawei::MockHuawei),
+/// [`MockHonor`](super::honor::MockHonor)): derefs to [`MockServer`] for rules, the record and
+/// counters, and adds the token endpoint's. Cheap to clone; clones share the server.
+pub struct HmsMock<C> {
+    server: MockServer,
+    ledger: Arc<dyn Ledger>,
+    /// The (documented) token endpoint's path.
+    token_path: &'static str,
+    /// Reads the tokens of a recorded send body.
+    tokens_of: fn(&Value) -> Vec<String>,
+    vendor: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for HmsMock<C> {
+    fn clone(&self) -> Self {
+        Self {
+            server: self.server.clone(),
+            ledger: self.ledger.clone(),
+            token_path: self.token_path,
+            tokens_of: self.tokens_of,
+            vendor: PhantomData,
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for HmsMock<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HmsMock").field("server", &self.server).finish_non_exhaustive()
+    }
+}
+
+impl<C> Deref for HmsMock<C> {
+    type Target = MockServer;
+
+    fn deref(&self) -> &MockServer {
+        &self.server
+    }
+}
+
+impl<C> From<HmsMock<C>> for MockServer {
+    fn from(mock: HmsMock<C>) -> MockServer {
+        mock.server
+    }
+}
+
+impl<C> HmsMock<C> {
+    /// The (documented) token endpoint, `https://127.0.0.1:PORT/<token path>`.
+    pub fn token_url(&self) -> url::Url {
+        let mut url = self.url();
+        url.set_path(self.token_path);
+        url
+    }
+
+    /// Calls to the token endpoint(s) so far, successful or not.
+    pub fn token_requests(&self) -> u64 {
+        self.ledger.token_requests()
+    }
+
+    /// Expires every access token issued so far: the next send with one gets `80200003`.
+    pub fn expire_all_tokens(&self) {
+        self.ledger.expire_all_tokens();
+    }
+
+    /// The sends whose token list includes `token` (a batch names many tokens).
+    pub fn sends_to(&self, token: &str) -> Vec<Received> {
+        self.received().into_iter().filter(|r| (self.tokens_of)(&r.body).iter().any(|t| t == token)).collect()
+    }
+}
+
+/// What a [`HmsMock`] handle asks of its server, whatever the vendor.
+trait Ledger: Send + Sync {
+    fn token_requests(&self) -> u64;
+    fn expire_all_tokens(&self);
+}
+
 /// Binds `addr` and serves HTTPS (ALPN `h2`, `http/1.1`) on the current tokio runtime, token
-/// expiry measured with `clock`.
+/// expiry measured with `clock`. Returns once listening.
 pub(crate) async fn start<C: Dialect>(
     addr: SocketAddr,
     tls: Option<Arc<MockTls>>,
     clock: SharedClock,
     cfg: C,
-) -> std::io::Result<(MockServer, Arc<Server<C>>)> {
+) -> std::io::Result<HmsMock<C>> {
     let protocols = Protocols::H2OrHttp1 { max_concurrent_streams: 1000 };
-    start_mock(C::VENDOR, addr, tls, clock, protocols, |core| Server {
+    let (server, ledger) = start_mock(C::VENDOR, addr, tls, clock, protocols, |core| Server {
         core,
         cfg,
         tokens: AccessTokens::new(),
@@ -156,20 +234,21 @@ pub(crate) async fn start<C: Dialect>(
         token_requests: AtomicU64::new(0),
         answers: AtomicU64::new(0),
     })
-    .await
+    .await?;
+    Ok(HmsMock { server, ledger, token_path: C::TOKEN_PATHS[0], tokens_of: C::tokens_of, vendor: PhantomData })
 }
 
-impl<C: Dialect> Server<C> {
-    /// Calls to the token endpoint(s) so far, successful or not.
-    pub(crate) fn token_requests(&self) -> u64 {
+impl<C: Dialect> Ledger for Server<C> {
+    fn token_requests(&self) -> u64 {
         self.token_requests.load(Ordering::Relaxed)
     }
 
-    /// Expires every access token issued so far: the next send with one gets `80200003`.
-    pub(crate) fn expire_all_tokens(&self) {
+    fn expire_all_tokens(&self) {
         self.tokens.revoke_all();
     }
+}
 
+impl<C: Dialect> Server<C> {
     fn next_answer(&self) -> u64 {
         self.answers.fetch_add(1, Ordering::Relaxed) + 1
     }

@@ -23,14 +23,13 @@
 //!                                   ─▶ per token: format, scripted rule ─▶ record ─▶ answer
 //! ```
 
-use std::ops::Deref;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::hms::{self, refuse, Dialect, Refusal, Server};
+use super::hms::{self, refuse, Dialect, HmsMock, Refusal};
 use super::oauth::Wording;
-use super::{default_addr, reply, MockServer, MockTls, ReadRequest, Received, Reply};
+use super::{default_addr, reply, MockTls, ReadRequest, Reply};
 use crate::clock::{SharedClock, SystemClock};
 use crate::provider::honor::DAILY_QUOTA_CODE;
 
@@ -129,62 +128,16 @@ impl MockHonorConfig {
     }
 }
 
-/// A running mock Honor Push (token endpoints + send endpoint). Derefs to [`MockServer`] for
-/// rules, the record and counters. Cheap to clone; clones share the server.
-#[derive(Clone)]
-pub struct MockHonor {
-    server: MockServer,
-    honor: Arc<Server<MockHonorConfig>>,
-}
-
-impl std::fmt::Debug for MockHonor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MockHonor").field("server", &self.server).finish_non_exhaustive()
-    }
-}
-
-impl Deref for MockHonor {
-    type Target = MockServer;
-
-    fn deref(&self) -> &MockServer {
-        &self.server
-    }
-}
-
-impl From<MockHonor> for MockServer {
-    fn from(mock: MockHonor) -> MockServer {
-        mock.server
-    }
-}
+/// A running mock Honor Push (token endpoints + send endpoint).
+/// Derefs to [`MockServer`]; the token endpoint's counters and [`HmsMock::sends_to`] are
+/// [`HmsMock`]'s. Cheap to clone; clones share the server.
+pub type MockHonor = HmsMock<MockHonorConfig>;
 
 impl MockHonor {
     /// Binds `cfg.addr` and serves HTTPS (ALPN `h2`, `http/1.1`) on the current tokio runtime.
     /// Returns once listening.
     pub async fn start(cfg: MockHonorConfig) -> std::io::Result<Self> {
-        let (server, honor) = hms::start(cfg.addr, cfg.tls.clone(), cfg.clock.clone(), cfg).await?;
-        Ok(Self { server, honor })
-    }
-
-    /// The documented token endpoint, `https://127.0.0.1:PORT/auth/realms/…/token`.
-    pub fn token_url(&self) -> url::Url {
-        let mut url = self.url();
-        url.set_path(TOKEN_PATH);
-        url
-    }
-
-    /// Calls to either token endpoint so far, successful or not.
-    pub fn token_requests(&self) -> u64 {
-        self.honor.token_requests()
-    }
-
-    /// Expires every access token issued so far: the next send with one gets `80200003`.
-    pub fn expire_all_tokens(&self) {
-        self.honor.expire_all_tokens();
-    }
-
-    /// The sends whose token list includes `token`.
-    pub fn sends_to(&self, token: &str) -> Vec<Received> {
-        self.received().into_iter().filter(|r| tokens_of(&r.body).iter().any(|t| t == token)).collect()
+        hms::start(cfg.addr, cfg.tls.clone(), cfg.clock.clone(), cfg).await
     }
 }
 

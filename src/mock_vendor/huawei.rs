@@ -23,7 +23,6 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -31,9 +30,9 @@ use http::Response;
 use http_body_util::Full;
 use serde_json::{json, Map, Value};
 
-use super::hms::{self, refuse, Dialect, Refusal, Server};
+use super::hms::{self, refuse, Dialect, HmsMock, Refusal};
 use super::oauth::{OauthError, Wording};
-use super::{default_addr, lock, MockServer, MockTls, Received, Reply};
+use super::{default_addr, lock, MockTls, Reply};
 use crate::clock::{SharedClock, SystemClock};
 use crate::model::Timestamp;
 use crate::provider::huawei::{CATEGORIES, DAILY_QUOTA_CODE};
@@ -125,62 +124,16 @@ impl MockHuaweiConfig {
     }
 }
 
-/// A running mock Huawei Push Kit (token endpoint + send endpoint). Derefs to [`MockServer`]
-/// for rules, the record and counters. Cheap to clone; clones share the server.
-#[derive(Clone)]
-pub struct MockHuawei {
-    server: MockServer,
-    hms: Arc<Server<MockHuaweiConfig>>,
-}
-
-impl std::fmt::Debug for MockHuawei {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MockHuawei").field("server", &self.server).finish_non_exhaustive()
-    }
-}
-
-impl Deref for MockHuawei {
-    type Target = MockServer;
-
-    fn deref(&self) -> &MockServer {
-        &self.server
-    }
-}
-
-impl From<MockHuawei> for MockServer {
-    fn from(mock: MockHuawei) -> MockServer {
-        mock.server
-    }
-}
+/// A running mock Huawei Push Kit (token endpoint + send endpoint).
+/// Derefs to [`MockServer`]; the token endpoint's counters and [`HmsMock::sends_to`] are
+/// [`HmsMock`]'s. Cheap to clone; clones share the server.
+pub type MockHuawei = HmsMock<MockHuaweiConfig>;
 
 impl MockHuawei {
     /// Binds `cfg.addr` and serves HTTPS (ALPN `h2`, `http/1.1`) on the current tokio runtime.
     /// Returns once listening.
     pub async fn start(cfg: MockHuaweiConfig) -> std::io::Result<Self> {
-        let (server, hms) = hms::start(cfg.addr, cfg.tls.clone(), cfg.clock.clone(), cfg).await?;
-        Ok(Self { server, hms })
-    }
-
-    /// The token endpoint, `https://127.0.0.1:PORT/oauth2/v3/token`.
-    pub fn token_url(&self) -> url::Url {
-        let mut url = self.url();
-        url.set_path(TOKEN_PATH);
-        url
-    }
-
-    /// Calls to the token endpoint so far, successful or not.
-    pub fn token_requests(&self) -> u64 {
-        self.hms.token_requests()
-    }
-
-    /// Expires every access token issued so far: the next send with one gets `80200003`.
-    pub fn expire_all_tokens(&self) {
-        self.hms.expire_all_tokens();
-    }
-
-    /// The sends whose token list includes `token` (a batch names many tokens).
-    pub fn sends_to(&self, token: &str) -> Vec<Received> {
-        self.received().into_iter().filter(|r| tokens_of(&r.body).iter().any(|t| t == token)).collect()
+        hms::start(cfg.addr, cfg.tls.clone(), cfg.clock.clone(), cfg).await
     }
 }
 

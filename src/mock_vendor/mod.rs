@@ -67,6 +67,7 @@ use crate::clock::SharedClock;
 pub use apns::{MockApns, MockApnsConfig};
 pub use control::{serve_control, serve_mocks, ControlHandle};
 pub use fcm::{MockFcm, MockFcmConfig};
+pub use hms::HmsMock;
 pub use tls::MockTls;
 
 use tls::{Protocols, StopSignal, Stopper};
