@@ -466,7 +466,7 @@ pub fn from_config(table: &toml::Table, ctx: &CredentialContext<'_>) -> Result<V
 mod tests {
     use super::*;
     use crate::model::Token;
-    use crate::provider::fixtures::{self, at, json_body, push};
+    use crate::provider::fixtures::{self, at, json_body, push, table};
     use crate::provider::{AuthPlan, AuthToken, Outcome, Vendor, VendorRequest};
     use http::{HeaderMap, HeaderValue, Method};
     use serde_json::{json, Value};
@@ -834,11 +834,7 @@ mod tests {
     }
 
     fn ctx() -> CredentialContext<'static> {
-        CredentialContext { name: "test-huawei", data_dir: std::path::Path::new("/tmp") }
-    }
-
-    fn table(s: &str) -> toml::Table {
-        s.parse().expect("toml")
+        fixtures::credential_ctx("test-huawei")
     }
 
     #[test]
