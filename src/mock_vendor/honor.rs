@@ -129,7 +129,7 @@ impl MockHonorConfig {
 }
 
 /// A running mock Honor Push (token endpoints + send endpoint).
-/// Derefs to [`MockServer`]; the token endpoint's counters and [`HmsMock::sends_to`] are
+/// Derefs to [`MockServer`](super::MockServer); the token endpoint's counters and [`HmsMock::sends_to`] are
 /// [`HmsMock`]'s. Cheap to clone; clones share the server.
 pub type MockHonor = HmsMock<MockHonorConfig>;
 

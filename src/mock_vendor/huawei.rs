@@ -125,7 +125,7 @@ impl MockHuaweiConfig {
 }
 
 /// A running mock Huawei Push Kit (token endpoint + send endpoint).
-/// Derefs to [`MockServer`]; the token endpoint's counters and [`HmsMock::sends_to`] are
+/// Derefs to [`MockServer`](super::MockServer); the token endpoint's counters and [`HmsMock::sends_to`] are
 /// [`HmsMock`]'s. Cheap to clone; clones share the server.
 pub type MockHuawei = HmsMock<MockHuaweiConfig>;
 

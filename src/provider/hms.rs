@@ -259,7 +259,7 @@ impl<V: HmsVendor> Vendor for V {
     }
 
     /// `200 {access_token, expires_in?}` → the token, refreshed [`REFRESH_MARGIN`] before it
-    /// expires, or after [`HmsVendor::REFRESH_WITHOUT_EXPIRY`] when the answer gives no life.
+    /// expires, or after the vendor's `REFRESH_WITHOUT_EXPIRY` when the answer gives no life.
     /// A refused client (wrong secret, 4xx) is Fatal for the credential; 5xx, 429 and an
     /// unreadable 200 are transient.
     fn parse_auth(&self, status: StatusCode, body: &[u8], now: Timestamp) -> Result<AuthToken, Outcome> {
