@@ -11,7 +11,8 @@
 //! - [`apns`], [`fcm`]: one file per vendor: config, validation rules, error bodies;
 //! - `oauth`: the access tokens a mock issued and the token-request form, for the mocks with
 //!   a token endpoint or auth call (Huawei, Honor, FCM, OPPO, vivo);
-//! - `form`: the request plumbing of the form-encoded send endpoints (Xiaomi, Meizu);
+//! - `form`: the request plumbing of the form-encoded send endpoints (Xiaomi, Meizu) and their
+//!   per-target lookup of scripted rules;
 //! - `hms`: the server core of the HMS-lineage mocks (Huawei and its descendant Honor): token
 //!   endpoint, auth, limits, per-token rule lookup and answers, with each vendor's rules and
 //!   field names in its own file;
