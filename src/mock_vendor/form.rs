@@ -1,7 +1,7 @@
 //! The request plumbing of the form-encoded send endpoints (Xiaomi, Meizu): decode the form,
 //! let the vendor answer from its fields, record the request with the decoded fields as its
-//! body, then apply the script's delay and `Retry-After`. The vendor file keeps its checks,
-//! codes and scripting. OPPO's form carries its auth token and JSON entries and is read by
+//! body, then apply the script's delay and `Retry-After`; and the lookup of scripted rules per
+//! target ([`look_up`]). The vendor file keeps its checks, codes and what its rules mean. OPPO's form carries its auth token and JSON entries and is read by
 //! `oppo.rs` itself.
 //!
 //! ```text
@@ -82,4 +82,41 @@ fn recorded(fields: &Fields, json_fields: &[&str]) -> Value {
     let object =
         fields.iter().map(|(k, v)| (k.clone(), parsed(k, v).unwrap_or_else(|| Value::String(v.clone())))).collect();
     Value::Object(object)
+}
+
+/// What the scripted rules say about a request's targets.
+pub(crate) struct Lookup<T> {
+    /// The targets a per-target rule named, in order, with what each rule says.
+    pub(crate) listed: Vec<(String, T)>,
+    /// The first per-target rule with a delay: the answer waits for it.
+    pub(crate) delay: Option<MockAnswer>,
+    /// The first request-level rule: it answers the whole request and ended the lookup (so
+    /// its `times` counts requests, not targets).
+    pub(crate) request: Option<MockAnswer>,
+}
+
+/// Looks the scripted rules up per target, in order: `per_target` tells a rule about one
+/// target (what it says) from one that answers the whole request.
+pub(crate) fn look_up<'a, T>(
+    core: &Core,
+    targets: impl IntoIterator<Item = &'a String>,
+    per_target: impl Fn(&MockAnswer) -> Option<T>,
+) -> Lookup<T> {
+    let mut lookup = Lookup { listed: Vec::new(), delay: None, request: None };
+    for id in targets {
+        let Some(answer) = core.take_answer(id) else { continue };
+        match per_target(&answer) {
+            Some(said) => {
+                lookup.listed.push((id.clone(), said));
+                if lookup.delay.is_none() && answer.delay_ms.is_some() {
+                    lookup.delay = Some(answer);
+                }
+            }
+            None => {
+                lookup.request = Some(answer);
+                break;
+            }
+        }
+    }
+    lookup
 }

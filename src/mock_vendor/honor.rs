@@ -3,14 +3,15 @@
 //! `docs/vendors/honor.md` §7 describes and answering in the shape community clients read
 //! (`code`, `message`, `data.sendResult/requestId/failTokens/expireTokens`).
 //!
-//! Owns: client-credentials checks (the OAuth client is distinct from the App ID), access
-//! tokens (issued, expired by the mock clock, revoked; the ledger is `oauth.rs`), the `timestamp` header check, body
-//! checks that catch a Huawei-shaped body (`message` wrapper, snake_case keys → `80100003`),
-//! the size and token-count limits (`80300008`, `80300010`), per-token lists, and a switch
-//! between a numeric `200` and a string `"80000000"` success code. Does not own: TLS,
-//! recording, rules (`mod.rs`, `tls.rs`). Token calls are counted
-//! ([`MockHonor::token_requests`]), not recorded; each send is one record entry whose `token`
-//! is the request's tokens joined with `,`.
+//! Owns what is Honor's own: the client-credentials client (distinct from the App ID), the
+//! Keycloak-style token answer, the send route, the `timestamp` header check, body checks that
+//! catch a Huawei-shaped body (`message` wrapper, snake_case keys → `80100003`), the answer
+//! bodies with their per-token lists, a switch between a numeric `200` and a string
+//! `"80000000"` success code, and the code table scripts can name. The server core it plugs
+//! into (auth ledger checks, size and token-count limits `80300008`/`80300010`, per-token rule
+//! lookup, recording) is `hms.rs`, shared with Huawei. Does not own: TLS, recording, rules
+//! (`mod.rs`, `tls.rs`). Token calls are counted ([`MockHonor::token_requests`]), not recorded;
+//! each send is one record entry whose `token` is the request's tokens joined with `,`.
 //!
 //! Scripting: rules are looked up per token of a batch, in order. A rule whose reason is
 //! `expire_token` (or `expireTokens`) puts that token in `expireTokens`, `fail_token` (or
@@ -22,20 +23,13 @@
 //!                                   ─▶ per token: format, scripted rule ─▶ record ─▶ answer
 //! ```
 
-use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use http::{Method, Request};
-use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
-use super::oauth::{client_credentials, Access, AccessTokens, OauthError, Wording};
-use super::tls::Protocols;
-use super::{
-    bearer, default_addr, reply, scripted_delay, start_mock, Conn, Core, MockAnswer, MockServer, MockTls, ReadRequest,
-    Received, Reply, Vendor,
-};
+use super::hms::{self, refuse, Dialect, HmsMock, Refusal};
+use super::oauth::Wording;
+use super::{default_addr, reply, MockTls, ReadRequest, Reply};
 use crate::clock::{SharedClock, SystemClock};
 use crate::provider::honor::DAILY_QUOTA_CODE;
 
@@ -43,14 +37,12 @@ use crate::provider::honor::DAILY_QUOTA_CODE;
 pub const TOKEN_PATH: &str = "/auth/realms/developer/protocol/openid-connect/token";
 /// The token path several SDKs use.
 pub const SDK_TOKEN_PATH: &str = "/auth/token";
-/// Bytes of the body without `token` (honor.md §7: mock convention, Huawei's limit).
-const MAX_PAYLOAD: usize = 4096;
-/// Tokens per request (mock convention).
-const MAX_TOKENS: usize = 1000;
-/// Longest token the mock accepts (mock convention).
-const MAX_TOKEN_CHARS: usize = 512;
 /// Longest `android.ttl`: 15 days.
 const MAX_TTL_SECS: u64 = 1_296_000;
+/// The list a token goes in when the rule says it is no longer valid.
+const EXPIRE_TOKENS: &str = "expireTokens";
+/// The list a token goes in when it failed otherwise (bad format, not this app).
+const FAIL_TOKENS: &str = "failTokens";
 
 /// The codes a script can name, with the HTTP status the mock pairs them with and a message
 /// (honor.md §5; every row unverified).
@@ -121,279 +113,77 @@ impl MockHonorConfig {
             success_code: json!(200),
         }
     }
-}
 
-/// A running mock Honor Push (token endpoints + send endpoint). Derefs to [`MockServer`] for
-/// rules, the record and counters. Cheap to clone; clones share the server.
-#[derive(Clone)]
-pub struct MockHonor {
-    server: MockServer,
-    honor: Arc<HonorMock>,
-}
-
-impl std::fmt::Debug for MockHonor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MockHonor").field("server", &self.server).finish_non_exhaustive()
-    }
-}
-
-impl Deref for MockHonor {
-    type Target = MockServer;
-
-    fn deref(&self) -> &MockServer {
-        &self.server
-    }
-}
-
-impl From<MockHonor> for MockServer {
-    fn from(mock: MockHonor) -> MockServer {
-        mock.server
-    }
-}
-
-impl MockHonor {
-    /// Binds `cfg.addr` and serves HTTPS (ALPN `h2`, `http/1.1`) on the current tokio runtime.
-    /// Returns once listening.
-    pub async fn start(cfg: MockHonorConfig) -> std::io::Result<Self> {
-        let protocols = Protocols::H2OrHttp1 { max_concurrent_streams: 1000 };
-        let (server, honor) =
-            start_mock("honor", cfg.addr, cfg.tls.clone(), cfg.clock.clone(), protocols, |core| HonorMock {
-                core,
-                cfg,
-                tokens: AccessTokens::new(),
-                token_requests: AtomicU64::new(0),
-                answers: AtomicU64::new(0),
-            })
-            .await?;
-        Ok(Self { server, honor })
-    }
-
-    /// The documented token endpoint, `https://127.0.0.1:PORT/auth/realms/…/token`.
-    pub fn token_url(&self) -> url::Url {
-        let mut url = self.url();
-        url.set_path(TOKEN_PATH);
-        url
-    }
-
-    /// Calls to either token endpoint so far, successful or not.
-    pub fn token_requests(&self) -> u64 {
-        self.honor.token_requests.load(Ordering::Relaxed)
-    }
-
-    /// Expires every access token issued so far: the next send with one gets `80200003`.
-    pub fn expire_all_tokens(&self) {
-        self.honor.tokens.revoke_all();
-    }
-
-    /// The sends whose token list includes `token`.
-    pub fn sends_to(&self, token: &str) -> Vec<Received> {
-        self.received().into_iter().filter(|r| tokens_of(&r.body).iter().any(|t| t == token)).collect()
-    }
-}
-
-/// The tokens a recorded send body addressed.
-pub fn tokens_of(body: &Value) -> Vec<String> {
-    body.get("token")
-        .and_then(Value::as_array)
-        .map(|ts| ts.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        .unwrap_or_default()
-}
-
-struct HonorMock {
-    core: Arc<Core>,
-    cfg: MockHonorConfig,
-    tokens: AccessTokens,
-    token_requests: AtomicU64,
-    /// Numbers the `requestId`s of answers.
-    answers: AtomicU64,
-}
-
-/// A refusal with an Honor (Huawei-lineage) code.
-#[derive(Debug)]
-struct Refusal {
-    http: u16,
-    code: &'static str,
-    message: String,
-}
-
-fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
-    let http = CODES.iter().find(|(c, _, _)| *c == code).map_or(400, |(_, http, _)| *http);
-    Refusal { http, code, message: message.into() }
-}
-
-/// How the mock answers one send.
-struct Answer {
-    http: u16,
-    body: Option<Value>,
-    retry_after_secs: Option<u64>,
-    delay_ms: Option<u64>,
-}
-
-/// What a valid send carried.
-struct Valid {
-    access_token: String,
-    tokens: Vec<String>,
-}
-
-/// Which list a per-token rule puts its token in.
-#[derive(Clone, Copy, PartialEq)]
-enum TokenList {
-    Expire,
-    Fail,
-}
-
-impl Vendor for HonorMock {
-    type ConnState = ();
-
-    async fn handle(&self, req: Request<Incoming>, conn: &Conn<()>) -> Reply {
-        let read = ReadRequest::read(req).await;
-        if read.path == TOKEN_PATH || read.path == SDK_TOKEN_PATH {
-            return self.token_endpoint(&read);
-        }
-        let parsed = read.json();
-        let tokens = parsed.as_ref().map(tokens_of).unwrap_or_default();
-        let answer = match self.validate(&read, parsed.as_ref()) {
-            Ok(valid) => self.answer(&valid),
-            Err(Some(r)) => Answer {
-                http: r.http,
-                body: Some(self.error_body(r.code, &r.message)),
-                retry_after_secs: None,
-                delay_ms: None,
-            },
-            Err(None) => Answer { http: 404, body: None, retry_after_secs: None, delay_ms: None },
-        };
-        let recorded = answer.body.clone().unwrap_or(Value::Null);
-        self.core.record(read.received("honor", tokens.join(","), conn.id, answer.http, recorded));
-        let script = MockAnswer { delay_ms: answer.delay_ms, ..MockAnswer::default() };
-        scripted_delay(Some(&script)).await;
-        let headers: Vec<_> =
-            answer.retry_after_secs.map(|s| (http::header::RETRY_AFTER, s.to_string())).into_iter().collect();
-        reply(answer.http, &headers, answer.body.as_ref())
-    }
-}
-
-impl HonorMock {
-    fn request_id(&self) -> String {
-        let n = self.answers.fetch_add(1, Ordering::Relaxed) + 1;
-        format!("{}", 17_180_000_000_000u64 + n)
-    }
-
-    /// An error answer; the code as a JSON number, as Honor's `code` may be.
-    fn error_body(&self, code: &str, message: &str) -> Value {
-        let code = code.parse::<u64>().map_or_else(|_| json!(code), |n| json!(n));
-        json!({ "code": code, "message": message, "data": { "requestId": self.request_id() } })
-    }
-
-    fn success_body(&self, sent: bool, fail: &[&str], expire: &[&str]) -> Value {
+    fn success_body(&self, sent: bool, fail: &[&str], expire: &[&str], n: u64) -> Value {
         json!({
-            "code": self.cfg.success_code,
+            "code": self.success_code,
             "message": "success",
             "data": {
                 "sendResult": sent,
-                "requestId": self.request_id(),
+                "requestId": request_id(n),
                 "failTokens": fail,
                 "expireTokens": expire,
             }
         })
     }
+}
 
-    fn answer(&self, valid: &Valid) -> Answer {
-        let mut fail: Vec<&str> = Vec::new();
-        let mut expire: Vec<&str> = Vec::new();
-        let mut delay_ms = None;
-        for token in &valid.tokens {
-            if !token_format_ok(token) {
-                fail.push(token);
-                continue;
-            }
-            match self.core.take_answer(token) {
-                None => {}
-                Some(a) => {
-                    match per_token(&a) {
-                        Some(TokenList::Expire) => expire.push(token),
-                        Some(TokenList::Fail) => fail.push(token),
-                        None => return self.scripted(&a, valid),
-                    }
-                    delay_ms = delay_ms.max(a.delay_ms);
-                }
-            }
-        }
-        let sent = fail.len() + expire.len() < valid.tokens.len();
-        Answer { http: 200, body: Some(self.success_body(sent, &fail, &expire)), retry_after_secs: None, delay_ms }
+/// A running mock Honor Push (token endpoints + send endpoint).
+/// Derefs to [`MockServer`](super::MockServer); the token endpoint's counters and [`HmsMock::sends_to`] are
+/// [`HmsMock`]'s. Cheap to clone; clones share the server.
+pub type MockHonor = HmsMock<MockHonorConfig>;
+
+impl MockHonor {
+    /// Binds `cfg.addr` and serves HTTPS (ALPN `h2`, `http/1.1`) on the current tokio runtime.
+    /// Returns once listening.
+    pub async fn start(cfg: MockHonorConfig) -> std::io::Result<Self> {
+        hms::start(cfg.addr, cfg.tls.clone(), cfg.clock.clone(), cfg).await
+    }
+}
+
+/// The tokens a recorded send body addressed.
+pub fn tokens_of(body: &Value) -> Vec<String> {
+    hms::token_strings(body.get("token"))
+}
+
+/// The `n`-th answer's `requestId`.
+fn request_id(n: u64) -> String {
+    format!("{}", 17_180_000_000_000u64 + n)
+}
+
+impl Dialect for MockHonorConfig {
+    const VENDOR: &'static str = "honor";
+    const TOKEN_PATHS: &'static [&'static str] = &[TOKEN_PATH, SDK_TOKEN_PATH];
+    const CODES: &'static [(&'static str, u16, &'static str)] = CODES;
+    /// Keycloak's `error_description`s of refused token calls.
+    const WORDING: Wording = Wording {
+        not_post: "HTTP 405 Method Not Allowed",
+        bad_grant: "Unsupported grant_type",
+        bad_client: "Invalid client or Invalid client credentials",
+    };
+    const BAD_FORMAT_LIST: &'static str = FAIL_TOKENS;
+    /// The send path names this app (`/api/v1/{app_id}/sendMessage`): nothing more to check.
+    type Route = ();
+    type TokenState = ();
+
+    /// The OAuth client, not the App ID.
+    fn client(&self) -> (&str, &str) {
+        (&self.client_id, &self.client_secret)
     }
 
-    fn scripted(&self, a: &MockAnswer, valid: &Valid) -> Answer {
-        let (http, body) = if a.expire_auth {
-            self.tokens.revoke(&valid.access_token);
-            (401, Some(self.error_body("80200003", "Access token expired")))
-        } else {
-            match (a.status, a.reason.as_deref()) {
-                (None | Some(200), None) => (200, Some(self.success_body(true, &[], &[]))),
-                (status, Some(code)) => {
-                    let (http, message) =
-                        CODES.iter().find(|(c, _, _)| *c == code).map_or((400, "Scripted error"), |(_, h, m)| (*h, *m));
-                    (status.unwrap_or(http), Some(self.error_body(code, message)))
-                }
-                (Some(400), None) => (400, Some(self.error_body("80100001", "parameter error"))),
-                (Some(401), None) => (401, Some(self.error_body("80200001", "Authentication error"))),
-                (Some(500), None) => (500, Some(self.error_body("81000001", "Internal error"))),
-                // 429, 503, 502, 504: a gateway answer without a body.
-                (Some(status), None) => (status, None),
-            }
-        };
-        Answer { http, body, retry_after_secs: a.retry_after_secs, delay_ms: a.delay_ms }
+    fn token_ttl_secs(&self) -> u64 {
+        self.token_ttl_secs
     }
 
-    /// Send checks: route, auth, timestamp, body. `Err(None)` = 404.
-    fn validate(&self, r: &ReadRequest, body: Option<&Value>) -> Result<Valid, Option<Refusal>> {
-        // An app id that is not this app's is a wrong URL (honor.md §7 item 3).
-        let ours = r.path.strip_prefix("/api/v1/").and_then(|rest| rest.strip_suffix("/sendMessage"));
-        if ours != Some(self.cfg.app_id.as_str()) {
-            return Err(None);
-        }
-        if r.method != Method::POST {
-            return Err(None);
-        }
-        let access_token = r.header("authorization").and_then(bearer).unwrap_or_default().to_owned();
-        match self.tokens.check(&access_token, self.core.clock().now()) {
-            Access::Valid(client) if client == self.cfg.client_id => {}
-            Access::Expired => return Err(Some(refuse("80200003", "Access token expired"))),
-            Access::Valid(_) | Access::Unknown => return Err(Some(refuse("80200001", "Authentication error"))),
-        }
-        if self.cfg.require_timestamp {
-            let ok = r.header("timestamp").is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
-            if !ok {
-                return Err(Some(refuse("80100001", "timestamp header (epoch milliseconds) is required")));
-            }
-        }
-        if !r.content_type_is("application/json") {
-            return Err(Some(refuse("80100001", "Content-Type must be application/json")));
-        }
-        let body =
-            body.and_then(Value::as_object).ok_or_else(|| Some(refuse("80100001", "body is not a JSON object")))?;
-        check_body(body).map_err(Some)?;
-        let tokens = tokens_of(&Value::Object(body.clone()));
-        if tokens.len() > MAX_TOKENS {
-            return Err(Some(refuse("80300010", "Too many tokens")));
-        }
-        let mut without_token = body.clone();
-        without_token.remove("token");
-        if Value::Object(without_token).to_string().len() > MAX_PAYLOAD {
-            return Err(Some(refuse("80300008", "Push message size is too long")));
-        }
-        Ok(Valid { access_token, tokens })
+    fn access_token(n: u64) -> String {
+        format!("eyJhbGciOi.mock-honor-{n}")
     }
 
-    fn token_endpoint(&self, r: &ReadRequest) -> Reply {
-        self.token_requests.fetch_add(1, Ordering::Relaxed);
-        let token = match self.exchange(r) {
-            Ok(token) => token,
-            Err(e) => return e.reply(),
-        };
-        // Keycloak's answer, extras included.
+    /// Keycloak's answer, extras included.
+    fn token_answer(&self, token: &str) -> Reply {
         let body = json!({
             "access_token": token,
-            "expires_in": self.cfg.token_ttl_secs,
+            "expires_in": self.token_ttl_secs,
             "refresh_expires_in": 0,
             "token_type": "Bearer",
             "not-before-policy": 0,
@@ -402,37 +192,56 @@ impl HonorMock {
         reply(200, &[], Some(&body))
     }
 
-    fn exchange(&self, r: &ReadRequest) -> Result<String, OauthError> {
-        client_credentials(r, &self.cfg.client_id, &self.cfg.client_secret, &WORDING)?;
-        let now = self.core.clock().now();
-        Ok(self
-            .tokens
-            .issue(&self.cfg.client_id, now, self.cfg.token_ttl_secs, |n| format!("eyJhbGciOi.mock-honor-{n}")))
+    fn tokens_of(body: &Value) -> Vec<String> {
+        tokens_of(body)
     }
-}
 
-/// Keycloak's `error_description`s of refused token calls.
-const WORDING: Wording = Wording {
-    not_post: "HTTP 405 Method Not Allowed",
-    bad_grant: "Unsupported grant_type",
-    bad_client: "Invalid client or Invalid client credentials",
-};
-
-/// Which list a rule puts its token in, if it is a per-token rule.
-fn per_token(a: &MockAnswer) -> Option<TokenList> {
-    if a.expire_auth || !matches!(a.status, None | Some(200)) {
-        return None;
+    /// An app id that is not this app's is a wrong URL (honor.md §7 item 3).
+    fn route(&self, path: &str) -> Option<()> {
+        let app = path.strip_prefix("/api/v1/").and_then(|rest| rest.strip_suffix("/sendMessage"));
+        (app == Some(self.app_id.as_str())).then_some(())
     }
-    match a.reason.as_deref() {
-        Some("expire_token" | "expireTokens") => Some(TokenList::Expire),
-        Some("fail_token" | "failTokens") => Some(TokenList::Fail),
-        _ => None,
-    }
-}
 
-/// Mock convention: 1–512 characters, no whitespace.
-fn token_format_ok(token: &str) -> bool {
-    !token.is_empty() && token.chars().count() <= MAX_TOKEN_CHARS && !token.chars().any(char::is_whitespace)
+    fn addressed(&self, _route: &(), client: &str) -> bool {
+        client == self.client_id
+    }
+
+    fn check_headers(&self, r: &ReadRequest) -> Result<(), Refusal> {
+        if self.require_timestamp {
+            let ok = r.header("timestamp").is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
+            if !ok {
+                return Err(refuse("80100001", "timestamp header (epoch milliseconds) is required"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The body itself: Honor has no `message` wrapper.
+    fn message<'b>(&self, body: Option<&'b Value>) -> Result<&'b Map<String, Value>, Refusal> {
+        let body = body.and_then(Value::as_object).ok_or_else(|| refuse("80100001", "body is not a JSON object"))?;
+        check_body(body)?;
+        Ok(body)
+    }
+
+    fn token_list(reason: &str) -> Option<&'static str> {
+        match reason {
+            "expire_token" | "expireTokens" => Some(EXPIRE_TOKENS),
+            "fail_token" | "failTokens" => Some(FAIL_TOKENS),
+            _ => None,
+        }
+    }
+
+    /// An error answer; the code as a JSON number, as Honor's `code` may be.
+    fn error_body(code: &str, message: &str, n: u64) -> Value {
+        let code = code.parse::<u64>().map_or_else(|_| json!(code), |n| json!(n));
+        json!({ "code": code, "message": message, "data": { "requestId": request_id(n) } })
+    }
+
+    /// The success code with `sendResult` true unless no token was taken.
+    fn accepted(&self, sent: usize, listed: &[(&'static str, &str)], n: u64) -> Value {
+        let list = |name: &str| listed.iter().filter(|(l, _)| *l == name).map(|(_, t)| *t).collect::<Vec<_>>();
+        self.success_body(listed.len() < sent, &list(FAIL_TOKENS), &list(EXPIRE_TOKENS), n)
+    }
 }
 
 /// `ttl`: `\d+s`, at most 15 days.
@@ -444,24 +253,13 @@ fn valid_ttl(ttl: &str) -> bool {
 
 /// Unknown keys (snake_case ones from a Huawei-shaped body in particular) are refused.
 fn known_keys(obj: &Map<String, Value>, known: &[&str], path: &str) -> Result<(), Refusal> {
-    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+    match hms::unknown_key(obj, known) {
         Some(k) if k.contains('_') => {
             Err(refuse("80100003", format!("Illegal payload, {path}.{k}: Honor fields are camelCase")))
         }
         Some(k) => Err(refuse("80100003", format!("Illegal payload, unknown field {path}.{k}"))),
         None => Ok(()),
     }
-}
-
-fn strings(obj: &Map<String, Value>, names: &[&str], path: &str) -> Result<(), Refusal> {
-    match names.iter().find(|n| obj.get(**n).is_some_and(|v| !v.is_string())) {
-        Some(n) => Err(refuse("80100003", format!("Illegal payload, {path}.{n} must be a string"))),
-        None => Ok(()),
-    }
-}
-
-fn int_in(obj: &Map<String, Value>, name: &str, range: std::ops::RangeInclusive<i64>) -> bool {
-    obj.get(name).is_none_or(|v| v.as_i64().is_some_and(|n| range.contains(&n)))
 }
 
 /// honor.md §7 item 5.
@@ -474,12 +272,12 @@ fn check_body(b: &Map<String, Value>) -> Result<(), Refusal> {
     if !tokens.is_some_and(|ts| !ts.is_empty() && ts.iter().all(Value::is_string)) {
         return Err(refuse("80100001", "token must be a non-empty array of strings"));
     }
-    strings(b, &["data"], "body")?;
+    hms::strings(b, &["data"], "body")?;
     let top = match b.get("notification") {
         Some(n) => {
             let n = n.as_object().ok_or_else(|| refuse("80100003", "Illegal payload, notification"))?;
             known_keys(n, &["title", "body", "image"], "notification")?;
-            strings(n, &["title", "body", "image"], "notification")?;
+            hms::strings(n, &["title", "body", "image"], "notification")?;
             Some(n)
         }
         None => None,
@@ -487,11 +285,11 @@ fn check_body(b: &Map<String, Value>) -> Result<(), Refusal> {
     if let Some(android) = b.get("android") {
         let a = android.as_object().ok_or_else(|| refuse("80100003", "Illegal payload, android"))?;
         known_keys(a, &["ttl", "biTag", "data", "targetUserType", "notification"], "android")?;
-        strings(a, &["ttl", "biTag", "data"], "android")?;
+        hms::strings(a, &["ttl", "biTag", "data"], "android")?;
         if a.get("ttl").and_then(Value::as_str).is_some_and(|t| !valid_ttl(t)) {
             return Err(refuse("80100004", "Illegal ttl"));
         }
-        if !int_in(a, "targetUserType", 0..=1) {
+        if !hms::int_in(a, "targetUserType", 0..=1) {
             return Err(refuse("80100001", "targetUserType must be 0 or 1"));
         }
         if let Some(n) = a.get("notification") {
@@ -521,12 +319,8 @@ fn check_notification(n: &Map<String, Value>, top: Option<&Map<String, Value>>) 
         "group",
     ];
     known_keys(n, KEYS, PATH)?;
-    strings(n, &["title", "body", "image", "bigTitle", "bigBody", "importance", "when", "tag", "group"], PATH)?;
-    for text in ["title", "body"] {
-        if !n.contains_key(text) && !top.is_some_and(|t| t.contains_key(text)) {
-            return Err(refuse("80100003", format!("Illegal payload, {text} is mandatory")));
-        }
-    }
+    hms::strings(n, &["title", "body", "image", "bigTitle", "bigBody", "importance", "when", "tag", "group"], PATH)?;
+    hms::texts_present(n, top)?;
     if n.get("importance").is_some_and(|i| !matches!(i.as_str(), Some("LOW" | "NORMAL"))) {
         return Err(refuse("80100001", "importance must be LOW or NORMAL"));
     }
@@ -535,21 +329,13 @@ fn check_notification(n: &Map<String, Value>, top: Option<&Map<String, Value>>) 
         .and_then(Value::as_object)
         .ok_or_else(|| refuse("80100003", "Illegal payload, clickAction is mandatory"))?;
     known_keys(click, &["type", "intent", "url", "action"], "android.notification.clickAction")?;
-    let has = |k: &str| click.get(k).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-    let click_ok = match click.get("type").and_then(Value::as_i64) {
-        Some(1) => has("intent") || has("action"),
-        Some(2) => click.get("url").and_then(Value::as_str).is_some_and(|u| u.starts_with("https://")),
-        Some(3) => true,
-        _ => false,
-    };
-    if !click_ok {
+    if !hms::click_ok(click) {
         return Err(refuse("80100003", "Illegal payload, clickAction"));
     }
     if let Some(badge) = n.get("badge") {
         let b = badge.as_object().ok_or_else(|| refuse("80100003", "Illegal payload, badge"))?;
         known_keys(b, &["badgeClass", "addNum", "setNum"], "android.notification.badge")?;
-        let class_ok = b.get("badgeClass").and_then(Value::as_str).is_some_and(|c| !c.is_empty());
-        if !class_ok || !int_in(b, "addNum", 1..=99) || !int_in(b, "setNum", 0..=99) {
+        if !hms::badge_ok(b, ["badgeClass", "addNum", "setNum"]) {
             return Err(refuse("80100001", "badge: badgeClass required, addNum 1..99, setNum 0..99"));
         }
     }
@@ -558,8 +344,8 @@ fn check_notification(n: &Map<String, Value>, top: Option<&Map<String, Value>>) 
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::client;
-    use super::super::MockRule;
+    use super::super::testing::{client, clock};
+    use super::super::{MockAnswer, MockRule};
     use super::*;
     use crate::clock::ManualClock;
 
@@ -567,10 +353,6 @@ mod tests {
     const CLIENT: &str = "5F2A0C7E";
     const SECRET: &str = "k9-client-secret";
     const TOKEN: &str = "IQAAAACy0example_HonorToken";
-
-    fn clock() -> ManualClock {
-        ManualClock::new(chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("valid timestamp"))
-    }
 
     async fn start_with(clock: &ManualClock, edit: impl FnOnce(&mut MockHonorConfig)) -> MockHonor {
         let mut cfg = MockHonorConfig::new(APP, CLIENT, SECRET);

@@ -1,15 +1,16 @@
 //! Mock Huawei Push Kit: the OAuth 2.0 token endpoint and the v1/v2 send endpoint, validating
 //! as `docs/vendors/huawei.md` §7 describes and answering with Huawei's business codes.
 //!
-//! Owns: the client-credentials check and the token answer (tokens issued with a configurable
-//! life, expired by the mock clock, revoked: the ledger is `oauth.rs`), the optional
-//! token-endpoint throttle (N tokens per 5 minutes), message checks (`80100001`, `80100003`,
-//! `80100013`), the size and token-count limits (`80300008`, `80300010`), per-token results of
-//! batches (`80300007` when every token is invalid, `80100000` with `illegal_tokens` inside
-//! the `msg` string otherwise) and the code table scripts can name. Does not own: TLS,
-//! recording, rules (`mod.rs`, `tls.rs`). Token-endpoint calls are counted
-//! ([`MockHuawei::token_requests`]), not recorded: the record is the sends, one entry per
-//! request, its `token` the request's tokens joined with `,`.
+//! Owns what is Huawei's own: the client-credentials client (the App ID), the token answer
+//! (`/` escaped as `\/`) and the optional token-endpoint throttle (N tokens per 5 minutes), the
+//! v1/v2 routes and which app may use them, the `message` wrapper and its checks (`80100001`,
+//! `80100003`, `80100013`), the answer bodies (`80300007` when every token is invalid,
+//! `80100000` with `illegal_tokens` inside the `msg` string otherwise) and the code table
+//! scripts can name. The server core it plugs into (auth ledger checks, size and token-count
+//! limits `80300008`/`80300010`, per-token rule lookup, recording) is `hms.rs`, shared with
+//! Honor. Does not own: TLS, recording, rules (`mod.rs`, `tls.rs`). Token-endpoint calls are
+//! counted ([`MockHuawei::token_requests`]), not recorded: the record is the sends, one entry
+//! per request, its `token` the request's tokens joined with `,`.
 //!
 //! Scripting: rules are looked up per token of a batch, in order. A rule whose reason is
 //! `80300007` (or `illegal_token`) marks just that token invalid; any other rule answers the
@@ -22,34 +23,22 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::Response;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
-use super::oauth::{client_credentials, Access, AccessTokens, OauthError, Wording};
-use super::tls::Protocols;
-use super::{
-    bearer, default_addr, lock, reply, scripted_delay, start_mock, Conn, Core, MockAnswer, MockServer, MockTls,
-    ReadRequest, Received, Reply, Vendor,
-};
+use super::hms::{self, refuse, Dialect, HmsMock, Refusal};
+use super::oauth::{OauthError, Wording};
+use super::{default_addr, lock, MockTls, Reply};
 use crate::clock::{SharedClock, SystemClock};
 use crate::model::Timestamp;
 use crate::provider::huawei::{CATEGORIES, DAILY_QUOTA_CODE};
 
 /// Path of the token endpoint.
 pub const TOKEN_PATH: &str = "/oauth2/v3/token";
-/// Bytes of the `message` without `token` (huawei.md §4).
-const MAX_PAYLOAD: usize = 4096;
-/// Tokens per request.
-const MAX_TOKENS: usize = 1000;
-/// Longest token the mock accepts (mock convention; Huawei's is unverified).
-const MAX_TOKEN_CHARS: usize = 512;
 /// Longest `android.ttl`: 15 days.
 const MAX_TTL_SECS: u64 = 1_296_000;
 /// The token endpoint's throttle window (Huawei: 1000 tokens per app per 5 minutes).
@@ -135,295 +124,59 @@ impl MockHuaweiConfig {
     }
 }
 
-/// A running mock Huawei Push Kit (token endpoint + send endpoint). Derefs to [`MockServer`]
-/// for rules, the record and counters. Cheap to clone; clones share the server.
-#[derive(Clone)]
-pub struct MockHuawei {
-    server: MockServer,
-    hms: Arc<Hms>,
-}
-
-impl std::fmt::Debug for MockHuawei {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MockHuawei").field("server", &self.server).finish_non_exhaustive()
-    }
-}
-
-impl Deref for MockHuawei {
-    type Target = MockServer;
-
-    fn deref(&self) -> &MockServer {
-        &self.server
-    }
-}
-
-impl From<MockHuawei> for MockServer {
-    fn from(mock: MockHuawei) -> MockServer {
-        mock.server
-    }
-}
+/// A running mock Huawei Push Kit (token endpoint + send endpoint).
+/// Derefs to [`MockServer`](super::MockServer); the token endpoint's counters and [`HmsMock::sends_to`] are
+/// [`HmsMock`]'s. Cheap to clone; clones share the server.
+pub type MockHuawei = HmsMock<MockHuaweiConfig>;
 
 impl MockHuawei {
     /// Binds `cfg.addr` and serves HTTPS (ALPN `h2`, `http/1.1`) on the current tokio runtime.
     /// Returns once listening.
     pub async fn start(cfg: MockHuaweiConfig) -> std::io::Result<Self> {
-        let protocols = Protocols::H2OrHttp1 { max_concurrent_streams: 1000 };
-        let (server, hms) = start_mock("huawei", cfg.addr, cfg.tls.clone(), cfg.clock.clone(), protocols, |core| Hms {
-            core,
-            cfg,
-            tokens: AccessTokens::new(),
-            fetches: Mutex::new(VecDeque::new()),
-            token_requests: AtomicU64::new(0),
-            answers: AtomicU64::new(0),
-        })
-        .await?;
-        Ok(Self { server, hms })
-    }
-
-    /// The token endpoint, `https://127.0.0.1:PORT/oauth2/v3/token`.
-    pub fn token_url(&self) -> url::Url {
-        let mut url = self.url();
-        url.set_path(TOKEN_PATH);
-        url
-    }
-
-    /// Calls to the token endpoint so far, successful or not.
-    pub fn token_requests(&self) -> u64 {
-        self.hms.token_requests.load(Ordering::Relaxed)
-    }
-
-    /// Expires every access token issued so far: the next send with one gets `80200003`.
-    pub fn expire_all_tokens(&self) {
-        self.hms.tokens.revoke_all();
-    }
-
-    /// The sends whose token list includes `token` (a batch names many tokens).
-    pub fn sends_to(&self, token: &str) -> Vec<Received> {
-        self.received().into_iter().filter(|r| tokens_of(&r.body).iter().any(|t| t == token)).collect()
+        hms::start(cfg.addr, cfg.tls.clone(), cfg.clock.clone(), cfg).await
     }
 }
 
 /// The tokens a recorded send body addressed.
 pub fn tokens_of(body: &Value) -> Vec<String> {
-    body.pointer("/message/token")
-        .and_then(Value::as_array)
-        .map(|ts| ts.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        .unwrap_or_default()
+    hms::token_strings(body.pointer("/message/token"))
 }
 
-struct Hms {
-    core: Arc<Core>,
-    cfg: MockHuaweiConfig,
-    tokens: AccessTokens,
+/// The send routes: `/v1/{app_id}/messages:send` or `/v2/{project_id}/messages:send`.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Version {
+    V1,
+    V2,
+}
+
+impl Dialect for MockHuaweiConfig {
+    const VENDOR: &'static str = "huawei";
+    const TOKEN_PATHS: &'static [&'static str] = &[TOKEN_PATH];
+    const CODES: &'static [(&'static str, u16, &'static str)] = CODES;
+    /// Huawei's `error_description`s of refused token calls.
+    const WORDING: Wording = Wording {
+        not_post: "use POST",
+        bad_grant: "grant_type must be client_credentials",
+        bad_client: "invalid client id or secret",
+    };
+    const BAD_FORMAT_LIST: &'static str = "illegal_tokens";
+    type Route = (Version, String);
     /// Times of successful token calls within the throttle window.
-    fetches: Mutex<VecDeque<Timestamp>>,
-    token_requests: AtomicU64,
-    /// Numbers the `requestId`s of answers.
-    answers: AtomicU64,
-}
+    type TokenState = Mutex<VecDeque<Timestamp>>;
 
-/// A refusal with a Huawei business code.
-#[derive(Debug)]
-struct Refusal {
-    http: u16,
-    code: &'static str,
-    msg: String,
-}
-
-fn refuse(code: &'static str, msg: impl Into<String>) -> Refusal {
-    let http = CODES.iter().find(|(c, _, _)| *c == code).map_or(400, |(_, http, _)| *http);
-    Refusal { http, code, msg: msg.into() }
-}
-
-/// How the mock answers one send.
-struct Answer {
-    http: u16,
-    body: Option<Value>,
-    retry_after_secs: Option<u64>,
-    delay_ms: Option<u64>,
-}
-
-impl Answer {
-    fn plain(http: u16, body: Option<Value>) -> Self {
-        Self { http, body, retry_after_secs: None, delay_ms: None }
-    }
-}
-
-/// What a valid send carried.
-struct Valid {
-    access_token: String,
-    tokens: Vec<String>,
-}
-
-impl Vendor for Hms {
-    type ConnState = ();
-
-    async fn handle(&self, req: Request<Incoming>, conn: &Conn<()>) -> Reply {
-        let read = ReadRequest::read(req).await;
-        if read.path == TOKEN_PATH {
-            return self.token_endpoint(&read);
-        }
-        let parsed = read.json();
-        let tokens = parsed.as_ref().map(tokens_of).unwrap_or_default();
-        let answer = match self.validate(&read, parsed.as_ref()) {
-            Ok(valid) => self.answer(&valid),
-            Err(Some(r)) => Answer::plain(r.http, Some(self.coded(r.code, &r.msg))),
-            // Not a send route: Huawei's gateway answers 404 without a business code.
-            Err(None) => Answer::plain(404, None),
-        };
-        let recorded = answer.body.clone().unwrap_or(Value::Null);
-        self.core.record(read.received("huawei", tokens.join(","), conn.id, answer.http, recorded));
-        let script = MockAnswer { delay_ms: answer.delay_ms, ..MockAnswer::default() };
-        scripted_delay(Some(&script)).await;
-        let headers: Vec<_> =
-            answer.retry_after_secs.map(|s| (http::header::RETRY_AFTER, s.to_string())).into_iter().collect();
-        reply(answer.http, &headers, answer.body.as_ref())
-    }
-}
-
-impl Hms {
-    fn coded(&self, code: &str, msg: &str) -> Value {
-        let n = self.answers.fetch_add(1, Ordering::Relaxed) + 1;
-        json!({ "code": code, "msg": msg, "requestId": format!("{:024}", 168_812_345_678_901_234_000_000u128 + u128::from(n)) })
+    /// The App ID is the OAuth client.
+    fn client(&self) -> (&str, &str) {
+        (&self.app_id, &self.client_secret)
     }
 
-    /// Per token: format, then the first matching rule. Invalid tokens make `80300007` (all)
-    /// or `80100000` (some); a whole-request rule answers at once.
-    fn answer(&self, valid: &Valid) -> Answer {
-        let mut illegal: Vec<&str> = Vec::new();
-        let mut delay_ms = None;
-        for token in &valid.tokens {
-            if !token_format_ok(token) {
-                illegal.push(token);
-                continue;
-            }
-            match self.core.take_answer(token) {
-                None => {}
-                Some(a) if invalidates_token(&a) => {
-                    illegal.push(token);
-                    delay_ms = delay_ms.max(a.delay_ms);
-                }
-                Some(a) => return self.scripted(&a, valid),
-            }
-        }
-        let body = if illegal.is_empty() {
-            self.coded("80000000", "Success")
-        } else if illegal.len() == valid.tokens.len() {
-            self.coded("80300007", "All the tokens are invalid")
-        } else {
-            let detail = json!({
-                "success": valid.tokens.len() - illegal.len(),
-                "failure": illegal.len(),
-                "illegal_tokens": illegal,
-            });
-            self.coded("80100000", &detail.to_string())
-        };
-        Answer { http: 200, body: Some(body), retry_after_secs: None, delay_ms }
+    fn token_ttl_secs(&self) -> u64 {
+        self.token_ttl_secs
     }
 
-    fn scripted(&self, a: &MockAnswer, valid: &Valid) -> Answer {
-        let (http, body) = if a.expire_auth {
-            self.tokens.revoke(&valid.access_token);
-            (401, Some(self.coded("80200003", "Oauth Token expired.")))
-        } else {
-            match (a.status, a.reason.as_deref()) {
-                (None | Some(200), None) => (200, Some(self.coded("80000000", "Success"))),
-                (status, Some(reason)) => {
-                    let code = if reason == "illegal_token" { "80300007" } else { reason };
-                    let (http, msg) =
-                        CODES.iter().find(|(c, _, _)| *c == code).map_or((400, "Scripted error"), |(_, h, m)| (*h, *m));
-                    (status.unwrap_or(http), Some(self.coded(code, msg)))
-                }
-                (Some(400), None) => (400, Some(self.coded("80100001", "UnSupported svc"))),
-                (Some(401), None) => (401, Some(self.coded("80200001", "Authentication Error"))),
-                (Some(500), None) => (500, Some(self.coded("81000001", "Inner Error"))),
-                // 503 flow control, 502, 504, …: the gateway answers without a business code.
-                (Some(status), None) => (status, None),
-            }
-        };
-        Answer { http, body, retry_after_secs: a.retry_after_secs, delay_ms: a.delay_ms }
-    }
-
-    /// Send checks in the order Huawei meets them: route, auth, app, body. `Err(None)` = 404.
-    fn validate(&self, r: &ReadRequest, body: Option<&Value>) -> Result<Valid, Option<Refusal>> {
-        let (version, id) = ["v1", "v2"]
-            .into_iter()
-            .find_map(|v| {
-                let rest = r.path.strip_prefix('/')?.strip_prefix(v)?.strip_prefix('/')?;
-                rest.strip_suffix("/messages:send").filter(|id| !id.is_empty() && !id.contains('/')).map(|id| (v, id))
-            })
-            .ok_or(None)?;
-        if r.method != Method::POST {
-            return Err(None);
-        }
-        let access_token = r.header("authorization").and_then(bearer).unwrap_or_default().to_owned();
-        let client = match self.tokens.check(&access_token, self.core.clock().now()) {
-            Access::Valid(client) => client,
-            Access::Expired => return Err(Some(refuse("80200003", "Oauth Token expired."))),
-            Access::Unknown => return Err(Some(refuse("80200001", "Authentication Error"))),
-        };
-        let ours = match version {
-            "v1" => id == client,
-            _ => self.cfg.project_id.as_deref() == Some(id) && client == self.cfg.app_id,
-        };
-        if !ours {
-            // A token issued to another app than the one addressed.
-            return Err(Some(refuse("80200001", "Authentication Error")));
-        }
-        if !r.content_type_is("application/json") {
-            return Err(Some(refuse("80100001", "Content-Type must be application/json")));
-        }
-        let message = body
-            .and_then(Value::as_object)
-            .and_then(|b| b.get("message"))
-            .and_then(Value::as_object)
-            .ok_or_else(|| Some(refuse("80100001", "Illegal request body: message is required")))?;
-        if let Some(v) = body.and_then(|b| b.get("validate_only")) {
-            if !v.is_boolean() {
-                return Err(Some(refuse("80100001", "validate_only must be a boolean")));
-            }
-        }
-        check_message(message, self.cfg.require_im_category).map_err(Some)?;
-        let tokens = tokens_of(&json!({ "message": message }));
-        if tokens.is_empty() || tokens.len() > MAX_TOKENS {
-            return Err(Some(refuse("80300010", "token count should within 1 and 1000")));
-        }
-        let mut without_token = message.clone();
-        without_token.remove("token");
-        if Value::Object(without_token).to_string().len() > MAX_PAYLOAD {
-            return Err(Some(refuse("80300008", "Push message size is too long")));
-        }
-        Ok(Valid { access_token, tokens })
-    }
-
-    fn token_endpoint(&self, r: &ReadRequest) -> Reply {
-        self.token_requests.fetch_add(1, Ordering::Relaxed);
-        match self.exchange(r) {
-            Ok(token) => {
-                // Huawei escapes `/` as `\/`: a client slicing strings instead of parsing
-                // JSON gets a token that does not work.
-                let text = json!({
-                    "access_token": token,
-                    "expires_in": self.cfg.token_ttl_secs,
-                    "token_type": "Bearer",
-                })
-                .to_string()
-                .replace('/', "\\/");
-                let mut response = Response::new(Full::new(Bytes::from(text)));
-                response
-                    .headers_mut()
-                    .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-                response
-            }
-            Err(e) => e.reply(),
-        }
-    }
-
-    fn exchange(&self, r: &ReadRequest) -> Result<String, OauthError> {
-        client_credentials(r, &self.cfg.app_id, &self.cfg.client_secret, &WORDING)?;
-        let now = self.core.clock().now();
-        if let Some(max) = self.cfg.max_tokens_per_window {
-            let mut fetches = lock(&self.fetches);
+    /// Huawei allows 1000 tokens per app per 5 minutes: the mock's window is configurable.
+    fn admit(&self, fetches: &Self::TokenState, now: Timestamp) -> Result<(), OauthError> {
+        if let Some(max) = self.max_tokens_per_window {
+            let mut fetches = lock(fetches);
             while fetches.front().is_some_and(|t| *t + chrono::Duration::seconds(TOKEN_WINDOW_SECS) <= now) {
                 fetches.pop_front();
             }
@@ -432,27 +185,88 @@ impl Hms {
             }
             fetches.push_back(now);
         }
-        Ok(self.tokens.issue(&self.cfg.app_id, now, self.cfg.token_ttl_secs, |n| format!("DQEBAJ{n:04}+mock/hms=")))
+        Ok(())
     }
-}
 
-/// Huawei's `error_description`s of refused token calls.
-const WORDING: Wording = Wording {
-    not_post: "use POST",
-    bad_grant: "grant_type must be client_credentials",
-    bad_client: "invalid client id or secret",
-};
+    fn access_token(n: u64) -> String {
+        format!("DQEBAJ{n:04}+mock/hms=")
+    }
 
-/// A rule reason that marks only its token invalid, not the whole request.
-fn invalidates_token(a: &MockAnswer) -> bool {
-    !a.expire_auth
-        && matches!(a.status, None | Some(200))
-        && matches!(a.reason.as_deref(), Some("80300007" | "illegal_token"))
-}
+    fn token_answer(&self, token: &str) -> Reply {
+        // Huawei escapes `/` as `\/`: a client slicing strings instead of parsing JSON gets a
+        // token that does not work.
+        let text = json!({ "access_token": token, "expires_in": self.token_ttl_secs, "token_type": "Bearer" })
+            .to_string()
+            .replace('/', "\\/");
+        let mut response = Response::new(Full::new(Bytes::from(text)));
+        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        response
+    }
 
-/// Mock convention: 1–512 characters, no whitespace.
-fn token_format_ok(token: &str) -> bool {
-    !token.is_empty() && token.chars().count() <= MAX_TOKEN_CHARS && !token.chars().any(char::is_whitespace)
+    fn tokens_of(body: &Value) -> Vec<String> {
+        tokens_of(body)
+    }
+
+    fn route(&self, path: &str) -> Option<(Version, String)> {
+        [("v1", Version::V1), ("v2", Version::V2)].into_iter().find_map(|(v, version)| {
+            let rest = path.strip_prefix('/')?.strip_prefix(v)?.strip_prefix('/')?;
+            let id = rest.strip_suffix("/messages:send").filter(|id| !id.is_empty() && !id.contains('/'))?;
+            Some((version, id.to_owned()))
+        })
+    }
+
+    /// v1 names the token's app; v2 names this app's project.
+    fn addressed(&self, (version, id): &(Version, String), client: &str) -> bool {
+        match version {
+            Version::V1 => id == client,
+            Version::V2 => self.project_id.as_deref() == Some(id.as_str()) && client == self.app_id,
+        }
+    }
+
+    fn message<'b>(&self, body: Option<&'b Value>) -> Result<&'b Map<String, Value>, Refusal> {
+        let message = body
+            .and_then(Value::as_object)
+            .and_then(|b| b.get("message"))
+            .and_then(Value::as_object)
+            .ok_or_else(|| refuse("80100001", "Illegal request body: message is required"))?;
+        if body.and_then(|b| b.get("validate_only")).is_some_and(|v| !v.is_boolean()) {
+            return Err(refuse("80100001", "validate_only must be a boolean"));
+        }
+        check_message(message, self.require_im_category)?;
+        Ok(message)
+    }
+
+    /// `illegal_token` names `80300007` for a whole request, too.
+    fn script_code(reason: &str) -> &str {
+        if reason == "illegal_token" {
+            "80300007"
+        } else {
+            reason
+        }
+    }
+
+    fn token_list(reason: &str) -> Option<&'static str> {
+        matches!(reason, "80300007" | "illegal_token").then_some("illegal_tokens")
+    }
+
+    fn error_body(code: &str, msg: &str, n: u64) -> Value {
+        json!({ "code": code, "msg": msg, "requestId": format!("{:024}", 168_812_345_678_901_234_000_000u128 + u128::from(n)) })
+    }
+
+    /// `80000000` when every token was taken, `80300007` when none was, else `80100000`
+    /// with the illegal tokens in a JSON document inside `msg`.
+    fn accepted(&self, sent: usize, listed: &[(&'static str, &str)], n: u64) -> Value {
+        let illegal: Vec<&str> = listed.iter().map(|(_, token)| *token).collect();
+        if illegal.is_empty() {
+            Self::error_body("80000000", "Success", n)
+        } else if illegal.len() == sent {
+            Self::error_body("80300007", "All the tokens are invalid", n)
+        } else {
+            let detail =
+                json!({ "success": sent - illegal.len(), "failure": illegal.len(), "illegal_tokens": illegal });
+            Self::error_body("80100000", &detail.to_string(), n)
+        }
+    }
 }
 
 /// `ttl`: digits, an optional fraction of 1–9 digits, an optional `s`/`S`; at most 15 days.
@@ -471,21 +285,10 @@ fn valid_ttl(ttl: &str) -> bool {
 }
 
 fn unknown_key(obj: &Map<String, Value>, known: &[&str], path: &str) -> Result<(), Refusal> {
-    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+    match hms::unknown_key(obj, known) {
         Some(k) => Err(refuse("80100003", format!("Illegal payload, unknown field {path}.{k}"))),
         None => Ok(()),
     }
-}
-
-fn strings(obj: &Map<String, Value>, names: &[&str], path: &str) -> Result<(), Refusal> {
-    match names.iter().find(|n| obj.get(**n).is_some_and(|v| !v.is_string())) {
-        Some(n) => Err(refuse("80100003", format!("Illegal payload, {path}.{n} must be a string"))),
-        None => Ok(()),
-    }
-}
-
-fn int_in(obj: &Map<String, Value>, name: &str, range: std::ops::RangeInclusive<i64>) -> bool {
-    obj.get(name).is_none_or(|v| v.as_i64().is_some_and(|n| range.contains(&n)))
 }
 
 fn one_of(obj: &Map<String, Value>, name: &str, allowed: &[&str]) -> bool {
@@ -507,12 +310,12 @@ fn check_message(m: &Map<String, Value>, require_im: bool) -> Result<(), Refusal
     if !token_list.is_some_and(|ts| ts.iter().all(Value::is_string)) {
         return Err(refuse("80100003", "Illegal payload, token must be an array of strings"));
     }
-    strings(m, &["data"], "message")?;
+    hms::strings(m, &["data"], "message")?;
     let top = match m.get("notification") {
         Some(n) => {
             let n = n.as_object().ok_or_else(|| refuse("80100003", "Illegal payload, notification"))?;
             unknown_key(n, &["title", "body", "image"], "message.notification")?;
-            strings(n, &["title", "body", "image"], "message.notification")?;
+            hms::strings(n, &["title", "body", "image"], "message.notification")?;
             Some(n)
         }
         None => None,
@@ -538,8 +341,8 @@ fn check_android(a: &Map<String, Value>, top: Option<&Map<String, Value>>, requi
         "fast_app_target",
     ];
     unknown_key(a, KEYS, "message.android")?;
-    strings(a, &["category", "ttl", "bi_tag", "receipt_id", "data", "urgency"], "message.android")?;
-    if !int_in(a, "collapse_key", -1..=100) {
+    hms::strings(a, &["category", "ttl", "bi_tag", "receipt_id", "data", "urgency"], "message.android")?;
+    if !hms::int_in(a, "collapse_key", -1..=100) {
         return Err(refuse("80100013", "Illegal collapse_key"));
     }
     if !one_of(a, "urgency", &["HIGH", "NORMAL"]) {
@@ -551,7 +354,7 @@ fn check_android(a: &Map<String, Value>, top: Option<&Map<String, Value>>, requi
     if a.get("ttl").and_then(Value::as_str).is_some_and(|t| !valid_ttl(t)) {
         return Err(refuse("80100003", "Illegal payload, ttl"));
     }
-    if !int_in(a, "target_user_type", 0..=1) {
+    if !hms::int_in(a, "target_user_type", 0..=1) {
         return Err(refuse("80100003", "Illegal payload, target_user_type"));
     }
     if let Some(n) = a.get("notification") {
@@ -605,37 +408,25 @@ fn check_notification(n: &Map<String, Value>, top: Option<&Map<String, Value>>) 
         "profile_id",
     ];
     unknown_key(n, KEYS, PATH)?;
-    strings(n, &["title", "body", "channel_id", "tag", "group", "image", "sound", "importance"], PATH)?;
-    for text in ["title", "body"] {
-        if !n.contains_key(text) && !top.is_some_and(|t| t.contains_key(text)) {
-            return Err(refuse("80100003", format!("Illegal payload, {text} is mandatory")));
-        }
-    }
+    hms::strings(n, &["title", "body", "channel_id", "tag", "group", "image", "sound", "importance"], PATH)?;
+    hms::texts_present(n, top)?;
     if !one_of(n, "importance", &["LOW", "NORMAL", "HIGH"]) {
         return Err(refuse("80100003", "Illegal payload, importance must be LOW or NORMAL"));
     }
-    if !int_in(n, "notify_id", 0..=i64::from(i32::MAX)) {
+    if !hms::int_in(n, "notify_id", 0..=i64::from(i32::MAX)) {
         return Err(refuse("80100003", "Illegal payload, notify_id"));
     }
     let click = n
         .get("click_action")
         .and_then(Value::as_object)
         .ok_or_else(|| refuse("80100003", "Illegal payload, click_action is mandatory"))?;
-    let has = |k: &str| click.get(k).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-    let click_ok = match click.get("type").and_then(Value::as_i64) {
-        Some(1) => has("intent") || has("action"),
-        Some(2) => click.get("url").and_then(Value::as_str).is_some_and(|u| u.starts_with("https://")),
-        Some(3) => true,
-        _ => false,
-    };
-    if !click_ok {
+    if !hms::click_ok(click) {
         return Err(refuse("80100003", "Illegal payload, click_action"));
     }
     if let Some(badge) = n.get("badge") {
         let b = badge.as_object().ok_or_else(|| refuse("80100003", "Illegal payload, badge"))?;
         unknown_key(b, &["class", "add_num", "set_num"], "message.android.notification.badge")?;
-        let class_ok = b.get("class").and_then(Value::as_str).is_some_and(|c| !c.is_empty());
-        if !class_ok || !int_in(b, "add_num", 1..=99) || !int_in(b, "set_num", 0..=99) {
+        if !hms::badge_ok(b, ["class", "add_num", "set_num"]) {
             return Err(refuse("80100003", "Illegal payload, badge"));
         }
     }
@@ -644,18 +435,14 @@ fn check_notification(n: &Map<String, Value>, top: Option<&Map<String, Value>>) 
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::client;
-    use super::super::MockRule;
+    use super::super::testing::{client, clock};
+    use super::super::{MockAnswer, MockRule};
     use super::*;
     use crate::clock::ManualClock;
 
     const APP: &str = "104123456";
     const SECRET: &str = "s3cr3t-app-secret";
     const TOKEN: &str = "ABC123exampleTokenValue_xyz";
-
-    fn clock() -> ManualClock {
-        ManualClock::new(chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("valid timestamp"))
-    }
 
     async fn start_with(clock: &ManualClock, edit: impl FnOnce(&mut MockHuaweiConfig)) -> MockHuawei {
         let mut cfg = MockHuaweiConfig::new(APP, SECRET);

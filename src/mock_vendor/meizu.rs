@@ -272,33 +272,22 @@ impl FormSend for Meizu {
         if !valid.bad.is_empty() {
             value.insert("110003".to_owned(), valid.bad.clone());
         }
-        let mut delay: Option<MockAnswer> = None;
-        for id in &valid.targets {
-            if valid.bad.contains(id) {
-                continue;
-            }
-            let Some(answer) = self.core.take_answer(id) else { continue };
-            let per_target = match (&answer.reason, answer.expire_auth, answer.status) {
-                (Some(reason), false, None | Some(200)) => match placement(reason) {
-                    Scripted::PerTarget(code) => Some(code),
-                    Scripted::TopLevel(_) => None,
-                },
-                _ => None,
-            };
-            match per_target {
-                Some(code) => {
-                    value.entry(code).or_default().push(id.clone());
-                    if delay.is_none() && answer.delay_ms.is_some() {
-                        delay = Some(answer);
-                    }
-                }
-                None => {
-                    let (http, body) = self.scripted(&answer, &value);
-                    return FormAnswer { http, body, script: Some(answer) };
-                }
-            }
+        let per_target = |a: &MockAnswer| match (&a.reason, a.expire_auth, a.status) {
+            (Some(reason), false, None | Some(200)) => match placement(reason) {
+                Scripted::PerTarget(code) => Some(code),
+                Scripted::TopLevel(_) => None,
+            },
+            _ => None,
+        };
+        let lookup = form::look_up(&self.core, valid.targets.iter().filter(|id| !valid.bad.contains(id)), per_target);
+        for (id, code) in lookup.listed {
+            value.entry(code).or_default().push(id);
         }
-        FormAnswer { http: 200, body: Some(success(&value)), script: delay }
+        if let Some(answer) = lookup.request {
+            let (http, body) = self.scripted(&answer, &value);
+            return FormAnswer { http, body, script: Some(answer) };
+        }
+        FormAnswer { http: 200, body: Some(success(&value)), script: lookup.delay }
     }
 }
 

@@ -11,7 +11,11 @@
 //! - [`apns`], [`fcm`]: one file per vendor: config, validation rules, error bodies;
 //! - `oauth`: the access tokens a mock issued and the token-request form, for the mocks with
 //!   a token endpoint or auth call (Huawei, Honor, FCM, OPPO, vivo);
-//! - `form`: the request plumbing of the form-encoded send endpoints (Xiaomi, Meizu);
+//! - `form`: the request plumbing of the form-encoded send endpoints (Xiaomi, Meizu) and their
+//!   per-target lookup of scripted rules;
+//! - `hms`: the server core of the HMS-lineage mocks (Huawei and its descendant Honor): token
+//!   endpoint, auth, limits, per-token rule lookup and answers, with each vendor's rules and
+//!   field names in its own file;
 //! - [`control`]: a plain HTTP/1.1 server to inspect and script mocks from outside.
 //!
 //! Adding a vendor (huawei, xiaomi, …) is one more file: a config, a `Vendor` impl and a
@@ -32,6 +36,7 @@ pub mod apns;
 pub mod control;
 pub mod fcm;
 mod form;
+mod hms;
 pub mod honor;
 pub mod huawei;
 pub mod meizu;
@@ -63,6 +68,7 @@ use crate::clock::SharedClock;
 pub use apns::{MockApns, MockApnsConfig};
 pub use control::{serve_control, serve_mocks, ControlHandle};
 pub use fcm::{MockFcm, MockFcmConfig};
+pub use hms::HmsMock;
 pub use tls::MockTls;
 
 use tls::{Protocols, StopSignal, Stopper};
@@ -692,7 +698,7 @@ pub(crate) async fn scripted_delay(answer: Option<&MockAnswer>) {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    //! Helpers shared by the mock tests: demo keys, JWT signing, clients trusting a mock.
+    //! Helpers shared by the mock tests: demo keys, JWT signing, clients trusting a mock, a clock.
 
     use super::MockServer;
 
@@ -704,6 +710,11 @@ pub(crate) mod testing {
     pub(crate) const FCM_ACCOUNT_JSON: &str = include_str!("../../config/demo/fcm-service-account.json");
     /// Its public key (SPKI PEM).
     pub(crate) const FCM_PUB_PEM: &str = include_str!("../../config/demo/fcm-demo-key.pub.pem");
+
+    /// A manual clock at 2026-01-01 00:00 UTC, for token expiry.
+    pub(crate) fn clock() -> crate::clock::ManualClock {
+        crate::clock::ManualClock::new(chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("valid timestamp"))
+    }
 
     /// A reqwest client that trusts only the mock's CA.
     pub(crate) fn client(mock: &MockServer, h2_prior_knowledge: bool) -> reqwest::Client {

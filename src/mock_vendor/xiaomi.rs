@@ -280,24 +280,16 @@ impl FormSend for Xiaomi {
     /// The answer to a valid send: scripted rules are looked up per regId, in order; the first
     /// request-level answer ends the lookup (so `times` counts requests, not regIds).
     fn answer(&self, valid: Valid) -> FormAnswer {
+        let per_target = |a: &MockAnswer| (a.reason.as_deref() == Some(BAD_REGID) && !a.expire_auth).then_some(());
+        let lookup = form::look_up(&self.core, &valid.regids, per_target);
         let mut bad = valid.bad;
-        let mut delay: Option<MockAnswer> = None;
-        let mut request_level: Option<MockAnswer> = None;
-        for id in &valid.regids {
-            let Some(answer) = self.core.take_answer(id) else { continue };
-            if answer.reason.as_deref() == Some(BAD_REGID) && !answer.expire_auth {
-                if !bad.contains(id) {
-                    bad.push(id.clone());
-                }
-                if delay.is_none() && answer.delay_ms.is_some() {
-                    delay = Some(answer);
-                }
-                continue;
+        for (id, ()) in lookup.listed {
+            if !bad.contains(&id) {
+                bad.push(id);
             }
-            request_level = Some(answer);
-            break;
         }
-        if let Some(answer) = request_level {
+        let delay = lookup.delay;
+        if let Some(answer) = lookup.request {
             let (http, body) = self.scripted(&answer, &valid.regids, &bad);
             return FormAnswer { http, body, script: Some(answer) };
         }

@@ -1,6 +1,7 @@
 //! What the vendor modules' unit tests share: one rendered push, test times and tokens, readers
-//! of the bodies a vendor builds and a shortcut to its `classify`. A vendor's own credentials,
-//! auth token and recorded answers stay in its test module.
+//! of the bodies a vendor builds, a shortcut to its `classify`, and the context and table a
+//! credential is built from. A vendor's own credentials, auth token and recorded answers stay in
+//! its test module.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
+use super::credential::CredentialContext;
 use super::{Outcome, Priority, Vendor, VendorPush, VendorRequest};
 use crate::model::{PushType, Timestamp, Token};
 
@@ -80,4 +82,14 @@ pub(crate) fn classify_one(vendor: &dyn Vendor, token: Token, status: u16, body:
     let mut out = classify(vendor, &[token], status, &HeaderMap::new(), body);
     assert_eq!(out.len(), 1, "one outcome per token");
     out.remove(0)
+}
+
+/// The context a credential named `name` is built in (data under `/tmp`).
+pub(crate) fn credential_ctx(name: &'static str) -> CredentialContext<'static> {
+    CredentialContext { name, data_dir: std::path::Path::new("/tmp") }
+}
+
+/// A credential table written as TOML.
+pub(crate) fn table(s: &str) -> toml::Table {
+    s.parse().expect("toml")
 }

@@ -6,10 +6,12 @@
 //! `data.sendResult/failTokens/expireTokens`). Much of the answer side is undocumented: every
 //! guess is one named constant marked "unverified" below.
 //!
-//! Owns: the token request (Keycloak realm endpoint, `client_id`/`client_secret` distinct from the
-//! App ID) and its answer, the send request for a batch of tokens sharing one push, the IM class
-//! field (`android.notification.importance`), the payload budget, the batch key, and the mapping
-//! of every documented answer to one [`Outcome`] per token.
+//! Owns what is Honor's own: the OAuth client (Keycloak realm endpoint, `client_id`/
+//! `client_secret` distinct from the App ID), the send path, the camelCase body for a batch of
+//! tokens sharing one push, the IM class field (`android.notification.importance`), the
+//! `timestamp` header, the code table, the rate-limit statuses and the per-token lists. The
+//! token call, auth parsing, headers, payload budget, batch key and classifier are the HMS
+//! lineage's, shared with Huawei in `hms.rs`.
 //!
 //! Deliberately not here: caching the access token and coalescing refreshes (the shared auth
 //! cache), batching pushes together, parking on a daily quota, retries, sleeping and metrics.
@@ -28,15 +30,16 @@
 
 use std::fmt;
 
-use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::code_text;
 use super::credential::{CredentialContext, Problem, VendorBuild};
-use super::{code_text, retry_after};
-use super::{AuthPlan, AuthToken, BuildError, Outcome, Vendor, VendorPush, VendorRequest};
-use crate::model::{PushType, Timestamp, Token, VendorKind};
+use super::hms::{self, Action, Answer, ClickAction, HmsVendor, OauthClient, Texts};
+use super::{BuildError, VendorPush};
+use crate::model::{PushType, Timestamp, VendorKind};
+
+pub use super::hms::{MAX_BADGE, MAX_TOKEN_LIFE_SECS, MAX_TTL_SECS, MIN_REFRESH_AFTER, REFRESH_MARGIN};
 
 /// Honor's documented token endpoint (a Keycloak realm). `…/auth/token` seen in community SDKs
 /// also works with the mock; point `token_url` at it if Honor asks.
@@ -49,17 +52,8 @@ pub const DEFAULT_SEND_URL: &str = "https://push-api.cloud.honor.com";
 /// The header carrying the send time in epoch milliseconds (documented, required).
 pub const TIMESTAMP_HEADER: HeaderName = HeaderName::from_static("timestamp");
 
-/// Refresh the access token this long before it expires (pushd policy).
-pub const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
-
 /// Refresh after this long when the token answer has no `expires_in` (honor.md §2).
 pub const REFRESH_WITHOUT_EXPIRY: chrono::Duration = chrono::Duration::minutes(50);
-
-/// Never schedule a refresh sooner than this (an `expires_in: 0` must not loop the cache).
-pub const MIN_REFRESH_AFTER: chrono::Duration = chrono::Duration::seconds(30);
-
-/// Longest access-token life pushd believes, in seconds.
-pub const MAX_TOKEN_LIFE_SECS: i64 = 86_400;
 
 /// Bytes of the serialized body without its `token` list.
 ///
@@ -73,16 +67,10 @@ pub const PAYLOAD_LIMIT: usize = 4096;
 /// 80300010, which is Fatal for the whole batch). Lower `max_batch` if Honor refuses a batch.
 pub const MAX_BATCH: usize = 1000;
 
-/// Longest `android.ttl` Honor accepts: 15 days.
-pub const MAX_TTL_SECS: u64 = 1_296_000;
-
-/// Largest `badge.setNum` (0..=99).
-pub const MAX_BADGE: u32 = 99;
-
 /// The IM class of an alert unless the credential says otherwise: service & communication.
 pub const DEFAULT_IMPORTANCE: &str = "NORMAL";
 
-/// The codes meaning "accepted; see the token lists".
+/// The codes meaning "accepted; see the token lists" (the first rows of the code table).
 ///
 /// **Unverified**: community clients compare `code` as text and accept `200` (documented by
 /// them), and some also `80000000` (Huawei lineage) and `0`.
@@ -100,25 +88,12 @@ pub const DAILY_QUOTA_CODE: &str = "80300029";
 /// **Unverified**: Honor documents no rate-limit answer; honor.md §4 treats 429 and 503 alike.
 pub const RATE_LIMIT_STATUSES: &[u16] = &[429, 503];
 
-/// What one answer code means for the tokens of the request.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Action {
-    /// Per token: those in `expireTokens`/`failTokens` invalid, the others delivered.
-    PerToken,
-    /// Every token of the request invalid.
-    AllInvalid,
-    /// The access token was refused: refresh once.
-    RefreshAuth,
-    /// Transient; retry after the backoff (or Retry-After).
-    Retry,
-    /// Daily quota used up.
-    Quota,
-    /// Bad payload, credential or configuration: never retried.
-    Fatal,
-}
-
-/// honor.md §5, one row per code other than success (every row unverified: Huawei lineage).
+/// honor.md §5, one row per code (every row unverified: apart from success, Huawei lineage).
 const CODES: &[(&str, Action)] = &[
+    // SUCCESS_CODES: accepted, the token lists say which tokens failed.
+    ("200", Action::PerToken),
+    ("80000000", Action::PerToken),
+    ("0", Action::PerToken),
     ("80100000", Action::PerToken),
     ("80100001", Action::Fatal),
     ("80100003", Action::Fatal),
@@ -130,7 +105,7 @@ const CODES: &[(&str, Action)] = &[
     ("80300008", Action::Fatal),
     ("80300010", Action::Fatal),
     ("80600003", Action::RefreshAuth),
-    ("81000001", Action::Retry),
+    ("81000001", Action::Retry(None)),
     (DAILY_QUOTA_CODE, Action::Quota),
 ];
 
@@ -174,7 +149,8 @@ impl fmt::Debug for HonorConfig {
     }
 }
 
-/// The Honor vendor: builds requests and classifies answers for one credential.
+/// The Honor vendor: builds requests and classifies answers for one credential
+/// ([`Vendor`](super::Vendor) comes from `hms.rs`).
 pub struct Honor {
     cfg: HonorConfig,
     /// `{send_url}/api/v1/{app_id}/sendMessage`.
@@ -200,34 +176,16 @@ impl Honor {
         Ok(Self { cfg, send_url })
     }
 
-    fn token_request(&self) -> VendorRequest {
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "client_credentials")
-            .append_pair("client_id", &self.cfg.client_id)
-            .append_pair("client_secret", &self.cfg.client_secret)
-            .finish();
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
-        VendorRequest { method: Method::POST, url: self.cfg.token_url.clone(), headers, body: Bytes::from(form) }
-    }
-
     /// The body for `tokens` (empty: the form whose size and hash are budgeted).
-    fn body<'a>(&'a self, push: &'a VendorPush, tokens: Vec<&'a str>) -> Result<SendBody<'a>, BuildError> {
-        let data = if push.data.is_empty() {
-            None
-        } else {
-            Some(
-                serde_json::to_string(&push.data)
-                    .map_err(|_| BuildError::Payload("Honor data could not be encoded"))?,
-            )
-        };
+    fn send_body<'a>(&'a self, push: &'a VendorPush, tokens: Vec<&'a str>) -> Result<SendBody<'a>, BuildError> {
+        let data = hms::data_text(&push.data, "Honor data could not be encoded")?;
         // Honor has no high-priority data message: a call is shown as a notification too.
         let notification = match push.push_type {
             PushType::Alert | PushType::Voip => Some(AndroidNotification {
                 title: &push.title,
                 body: &push.body,
                 importance: &self.cfg.importance,
-                click_action: ClickAction { kind: 3 },
+                click_action: ClickAction::OPEN_APP,
                 tag: push.collapse_id.as_deref(),
                 group: push.thread_id.as_deref(),
                 badge: match (&self.cfg.badge_class, push.badge, push.push_type) {
@@ -243,18 +201,77 @@ impl Honor {
             token: tokens,
             data,
             android: Android {
-                ttl: push.ttl.map(|ttl| format!("{}s", ttl.as_secs().min(MAX_TTL_SECS))),
+                ttl: hms::ttl_text(push),
                 target_user_type: self.cfg.test_messages.then_some(1),
                 notification,
             },
         })
     }
+}
 
-    /// The serialized body without tokens: what the size budget counts and what decides
-    /// whether two pushes can share a request.
+impl HmsVendor for Honor {
+    const KIND: VendorKind = VendorKind::Honor;
+    const TEXTS: Texts = Texts {
+        batch: "Honor takes 1 to max_batch tokens per request",
+        no_access_token: "Honor send needs an access token",
+        bad_access_token: "Honor access token is not a valid header value",
+        unencodable: "Honor message could not be encoded as JSON",
+    };
+    const CODES: &'static [(&'static str, Action)] = CODES;
+    const REFRESH_WITHOUT_EXPIRY: chrono::Duration = REFRESH_WITHOUT_EXPIRY;
+    const PAYLOAD_LIMIT: usize = PAYLOAD_LIMIT;
+
+    fn batch_limit(&self) -> usize {
+        self.cfg.max_batch
+    }
+
+    /// The OAuth client is not the App ID.
+    fn oauth(&self) -> OauthClient<'_> {
+        OauthClient {
+            token_url: &self.cfg.token_url,
+            client_id: &self.cfg.client_id,
+            client_secret: &self.cfg.client_secret,
+        }
+    }
+
+    fn send_url(&self) -> &url::Url {
+        &self.send_url
+    }
+
     fn content(&self, push: &VendorPush) -> Result<Vec<u8>, BuildError> {
-        serde_json::to_vec(&self.body(push, Vec::new())?)
-            .map_err(|_| BuildError::Payload("Honor message could not be encoded as JSON"))
+        self.body(push, Vec::new())
+    }
+
+    fn body(&self, push: &VendorPush, tokens: Vec<&str>) -> Result<Vec<u8>, BuildError> {
+        hms::to_json(&self.send_body(push, tokens)?, Self::TEXTS.unencodable)
+    }
+
+    /// `timestamp: <epoch ms>` on every send (documented, required).
+    fn more_headers(&self, headers: &mut HeaderMap, now: Timestamp) {
+        headers.insert(TIMESTAMP_HEADER, HeaderValue::from(now.timestamp_millis()));
+    }
+
+    fn rate_limit_reason(status: StatusCode) -> Option<&'static str> {
+        RATE_LIMIT_STATUSES.contains(&status.as_u16()).then_some("rate_limited")
+    }
+
+    /// `{"code", "message", "data": {sendResult, requestId, failTokens, expireTokens}}`. A
+    /// failed send that names no token is retried whole.
+    fn read_answer(body: &[u8]) -> Option<Answer> {
+        let answer = serde_json::from_slice::<SendAnswer>(body).ok()?;
+        let code = code_text(&answer.code)?;
+        let data = answer.data.unwrap_or_default();
+        let request_id = code_text(&data.request_id).unwrap_or_default();
+        let invalid = if data.send_result == Some(false) && data.fail_tokens.is_empty() && data.expire_tokens.is_empty()
+        {
+            Err("send_result_false")
+        } else {
+            let named = |list: Vec<serde_json::Value>, reason| {
+                list.into_iter().filter_map(move |v| v.as_str().map(|t| (t.to_owned(), reason)))
+            };
+            Ok(named(data.expire_tokens, "expire_token").chain(named(data.fail_tokens, "fail_token")).collect())
+        };
+        Some(Answer { code, request_id, invalid })
     }
 }
 
@@ -297,24 +314,10 @@ struct AndroidNotification<'a> {
 }
 
 #[derive(Serialize)]
-struct ClickAction {
-    /// 3 = open the app.
-    #[serde(rename = "type")]
-    kind: u8,
-}
-
-#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Badge<'a> {
     badge_class: &'a str,
     set_num: u32,
-}
-
-/// The token endpoint's success answer (Keycloak: extra fields ignored).
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: Option<i64>,
 }
 
 /// A send answer: `{"code": 200, "message": "...", "data": {...}}`.
@@ -332,155 +335,6 @@ struct SendData {
     request_id: serde_json::Value,
     fail_tokens: Vec<serde_json::Value>,
     expire_tokens: Vec<serde_json::Value>,
-}
-
-/// The outcome when the body carries no known code: the HTTP status decides.
-fn by_status(status: StatusCode, headers: &HeaderMap) -> Outcome {
-    let retry = |reason| Outcome::Retry { after: retry_after(headers), reason };
-    match status {
-        s if RATE_LIMIT_STATUSES.contains(&s.as_u16()) => retry("rate_limited"),
-        // A 200 whose body says nothing readable: Honor may or may not have taken it.
-        s if s.is_success() => retry("unreadable_answer"),
-        StatusCode::UNAUTHORIZED => Outcome::RefreshAuth { reason: "unauthorized" },
-        StatusCode::BAD_REQUEST => Outcome::Fatal { reason: "bad_request" },
-        StatusCode::FORBIDDEN => Outcome::Fatal { reason: "forbidden" },
-        StatusCode::NOT_FOUND => Outcome::Fatal { reason: "not_found" },
-        s if s.is_server_error() => retry("server_error"),
-        _ => Outcome::Fatal { reason: "unknown" },
-    }
-}
-
-/// Per token from the lists: expired or failed → invalid, the rest delivered.
-fn per_token(tokens: &[Token], data: &SendData, headers: &HeaderMap) -> Vec<Outcome> {
-    let listed = |list: &[serde_json::Value], t: &Token| list.iter().any(|v| v.as_str() == Some(t.as_str()));
-    if data.send_result == Some(false) && data.fail_tokens.is_empty() && data.expire_tokens.is_empty() {
-        return vec![Outcome::Retry { after: retry_after(headers), reason: "send_result_false" }; tokens.len()];
-    }
-    tokens
-        .iter()
-        .map(|t| {
-            if listed(&data.expire_tokens, t) {
-                Outcome::InvalidToken { reason: "expire_token", since: None }
-            } else if listed(&data.fail_tokens, t) {
-                Outcome::InvalidToken { reason: "fail_token", since: None }
-            } else {
-                Outcome::Delivered
-            }
-        })
-        .collect()
-}
-
-/// One outcome per token (honor.md §5): body `code` first, HTTP status second.
-fn outcomes(tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
-    let all = |o: Outcome| vec![o; tokens.len()];
-    let Some((answer, code)) =
-        serde_json::from_slice::<SendAnswer>(body).ok().and_then(|a| code_text(&a.code).map(|c| (a, c)))
-    else {
-        return all(by_status(status, headers));
-    };
-    let data = answer.data.unwrap_or_default();
-    if SUCCESS_CODES.contains(&code.as_str()) {
-        return per_token(tokens, &data, headers);
-    }
-    let Some(&(reason, action)) = CODES.iter().find(|(known, _)| *known == code) else {
-        let request_id = code_text(&data.request_id).unwrap_or_default();
-        tracing::warn!(vendor = "honor", %code, %request_id, "unknown answer code");
-        return match by_status(status, headers) {
-            o @ (Outcome::Retry { .. } | Outcome::RefreshAuth { .. }) if !status.is_success() => all(o),
-            _ => all(Outcome::Fatal { reason: "unknown_code" }),
-        };
-    };
-    match action {
-        Action::PerToken => per_token(tokens, &data, headers),
-        Action::AllInvalid => all(Outcome::InvalidToken { reason, since: None }),
-        Action::RefreshAuth => all(Outcome::RefreshAuth { reason }),
-        Action::Retry => all(Outcome::Retry { after: retry_after(headers), reason }),
-        Action::Quota => all(Outcome::QuotaExhausted { until: None, reason }),
-        Action::Fatal => all(Outcome::Fatal { reason }),
-    }
-}
-
-impl Vendor for Honor {
-    fn kind(&self) -> VendorKind {
-        VendorKind::Honor
-    }
-
-    fn max_batch(&self) -> usize {
-        self.cfg.max_batch
-    }
-
-    /// A hash of the body as sent without its tokens: pushes with equal keys differ only in
-    /// their tokens. The badge is part of it only when a `badge_class` puts it on the wire.
-    fn batch_key(&self, push: &VendorPush) -> Option<u64> {
-        let content = self.content(push).ok()?;
-        Some(super::batch_key_of(&content))
-    }
-
-    /// The OAuth 2.0 client-credentials call.
-    fn auth_plan(&self, _now: Timestamp) -> AuthPlan {
-        AuthPlan::Remote(Ok(self.token_request()))
-    }
-
-    /// `200 {access_token, expires_in?}` → the token, refreshed [`REFRESH_MARGIN`] before it
-    /// expires, or after [`REFRESH_WITHOUT_EXPIRY`] when Honor gives no life. A refused client
-    /// (Keycloak `invalid_client`, 4xx) is Fatal; 5xx, 429 and an unreadable 200 are transient.
-    fn parse_auth(&self, status: StatusCode, body: &[u8], now: Timestamp) -> Result<AuthToken, Outcome> {
-        if status.is_success() {
-            let answer = serde_json::from_slice::<TokenAnswer>(body)
-                .ok()
-                .filter(|a| !a.access_token.is_empty())
-                .ok_or(Outcome::Retry { after: None, reason: "auth_bad_answer" })?;
-            let refresh_after = match answer.expires_in {
-                Some(secs) => chrono::Duration::seconds(secs.clamp(0, MAX_TOKEN_LIFE_SECS)) - REFRESH_MARGIN,
-                None => REFRESH_WITHOUT_EXPIRY,
-            };
-            return Ok(AuthToken {
-                value: answer.access_token,
-                refresh_at: now + refresh_after.max(MIN_REFRESH_AFTER),
-            });
-        }
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            Err(Outcome::Retry { after: None, reason: "auth_unavailable" })
-        } else {
-            Err(Outcome::Fatal { reason: "auth_rejected" })
-        }
-    }
-
-    fn payload_limit(&self, _push: &VendorPush) -> usize {
-        PAYLOAD_LIMIT
-    }
-
-    /// Bytes of the serialized body without `token`; `usize::MAX` if it cannot be encoded.
-    fn payload_size(&self, push: &VendorPush) -> usize {
-        self.content(push).map_or(usize::MAX, |c| c.len())
-    }
-
-    fn request(
-        &self,
-        push: &VendorPush,
-        tokens: &[Token],
-        auth: Option<&AuthToken>,
-        now: Timestamp,
-    ) -> Result<VendorRequest, BuildError> {
-        if tokens.is_empty() || tokens.len() > self.cfg.max_batch {
-            return Err(BuildError::Payload("Honor takes 1 to max_batch tokens per request"));
-        }
-        let access = auth.ok_or(BuildError::Signing("Honor send needs an access token"))?;
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", access.value))
-            .map_err(|_| BuildError::Signing("Honor access token is not a valid header value"))?;
-        authorization.set_sensitive(true);
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, authorization);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
-        headers.insert(TIMESTAMP_HEADER, HeaderValue::from(now.timestamp_millis()));
-        let body = serde_json::to_vec(&self.body(push, tokens.iter().map(Token::as_str).collect())?)
-            .map_err(|_| BuildError::Payload("Honor message could not be encoded as JSON"))?;
-        Ok(VendorRequest { method: Method::POST, url: self.send_url.clone(), headers, body: Bytes::from(body) })
-    }
-
-    fn classify(&self, tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
-        outcomes(tokens, status, headers, body)
-    }
 }
 
 /// The `[credentials.<name>]` fields of an Honor credential.
@@ -526,9 +380,7 @@ pub fn from_config(table: &toml::Table, ctx: &CredentialContext<'_>) -> Result<V
     if !matches!(importance.as_str(), "NORMAL" | "LOW") {
         problems.push(Problem::new("importance", format!("{importance:?}: expected \"NORMAL\" (IM) or \"LOW\"")));
     }
-    if c.badge_class.as_deref().is_some_and(|b| b.trim().is_empty()) {
-        problems.push(Problem::new("badge_class", "must not be empty when set"));
-    }
+    let badge_class = hms::optional_text("badge_class", c.badge_class, &mut problems);
     let max_batch = match c.max_batch {
         None => MAX_BATCH,
         Some(n) => match usize::try_from(n) {
@@ -539,18 +391,9 @@ pub fn from_config(table: &toml::Table, ctx: &CredentialContext<'_>) -> Result<V
             }
         },
     };
-    let (token_url, send_url) = match (token_url, send_url) {
-        (Ok(t), Ok(s)) => (Some(t), Some(s)),
-        (t, s) => {
-            problems.extend(t.err().into_iter().chain(s.err()));
-            (None, None)
-        }
-    };
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let (Some(token_url), Some(send_url)) = (token_url, send_url) else {
-        return Err(vec![Problem::new("", "incomplete Honor credential")]);
+    let (token_url, send_url) = match hms::endpoints(token_url, send_url, &mut problems) {
+        Some(urls) if problems.is_empty() => urls,
+        _ => return Err(problems),
     };
     let honor = Honor::new(HonorConfig {
         app_id: c.app_id,
@@ -559,7 +402,7 @@ pub fn from_config(table: &toml::Table, ctx: &CredentialContext<'_>) -> Result<V
         token_url,
         send_url,
         importance,
-        badge_class: c.badge_class,
+        badge_class,
         test_messages: c.test_messages,
         max_batch,
     })
@@ -570,7 +413,10 @@ pub fn from_config(table: &toml::Table, ctx: &CredentialContext<'_>) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::fixtures::{self, at, json_body, push};
+    use crate::model::Token;
+    use crate::provider::fixtures::{self, at, json_body, push, table};
+    use crate::provider::{AuthPlan, AuthToken, Outcome, Vendor, VendorRequest};
+    use http::{HeaderMap, HeaderValue, Method};
     use serde_json::{json, Value};
     use std::time::Duration;
 
@@ -876,11 +722,7 @@ mod tests {
     }
 
     fn ctx() -> CredentialContext<'static> {
-        CredentialContext { name: "test-honor", data_dir: std::path::Path::new("/tmp") }
-    }
-
-    fn table(s: &str) -> toml::Table {
-        s.parse().expect("toml")
+        fixtures::credential_ctx("test-honor")
     }
 
     #[test]

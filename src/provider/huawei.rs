@@ -1,12 +1,13 @@
 //! Huawei Push Kit (HMS Core, REST "downlink message" API v1/v2): the wire format, the OAuth 2.0
 //! client-credentials token call and the answer table of `docs/vendors/huawei.md`.
 //!
-//! Owns: the token request (form body, `client_id` = App ID) and its answer ([`Vendor::parse_auth`]),
-//! the send request for a batch of up to [`MAX_BATCH`] tokens sharing one push, the IM
-//! classification fields (`android.category`, `android.notification.importance`), the payload
-//! budget (4096 bytes of the `message` without its token list), the batch key, and the mapping of
-//! every documented answer to one [`Outcome`] per token (body `code` first, HTTP status second;
-//! `80100000` carries the per-token result as a JSON document inside the `msg` string).
+//! Owns what is Huawei's own: the OAuth client (`client_id` = App ID), the send path (v1 or v2),
+//! the `message` body for a batch of up to [`MAX_BATCH`] tokens sharing one push, the IM
+//! classification fields (`android.category`, `android.notification.importance`), the code
+//! table, the rate-limit statuses (503 is flow control) and the per-token result of `80100000`
+//! (a JSON document inside the `msg` string). The token call, auth parsing, headers, payload
+//! budget (4096 bytes of the `message` without its token list), batch key and classifier are
+//! the HMS lineage's, shared with Honor in `hms.rs`.
 //!
 //! Deliberately not here: caching the access token and coalescing refreshes (the shared auth
 //! cache), batching pushes together, parking on a daily quota, retries, sleeping and metrics.
@@ -29,15 +30,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use super::code_text;
 use super::credential::{CredentialContext, Problem, VendorBuild};
-use super::{code_text, retry_after};
-use super::{AuthPlan, AuthToken, BuildError, Outcome, Vendor, VendorPush, VendorRequest};
-use crate::model::{PushType, Timestamp, Token, VendorKind};
+use super::hms::{self, Action, Answer, ClickAction, HmsVendor, OauthClient, Texts};
+use super::{BuildError, VendorPush};
+use crate::model::{PushType, VendorKind};
+
+pub use super::hms::{MAX_BADGE, MAX_TOKEN_LIFE_SECS, MAX_TTL_SECS, MIN_REFRESH_AFTER, REFRESH_MARGIN};
 
 /// Huawei's OAuth 2.0 token endpoint.
 pub const DEFAULT_TOKEN_URL: &str = "https://oauth-login.cloud.huawei.com/oauth2/v3/token";
@@ -45,30 +47,14 @@ pub const DEFAULT_TOKEN_URL: &str = "https://oauth-login.cloud.huawei.com/oauth2
 /// Base URL of the send API (`/v1/{app_id}/messages:send` is appended).
 pub const DEFAULT_SEND_URL: &str = "https://push-api.cloud.huawei.com";
 
-/// Refresh the access token this long before it expires (pushd policy, huawei.md §2).
-pub const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
-
-/// Never schedule a refresh sooner than this: a token endpoint answering `expires_in: 0` must
-/// not turn the cache into a loop (Huawei allows 1000 token calls per app per 5 minutes).
-pub const MIN_REFRESH_AFTER: chrono::Duration = chrono::Duration::seconds(30);
-
 /// Token life assumed when the answer has no `expires_in` (Huawei issues one hour).
 pub const DEFAULT_TOKEN_LIFE_SECS: i64 = 3600;
-
-/// Longest access-token life pushd believes, in seconds.
-pub const MAX_TOKEN_LIFE_SECS: i64 = 86_400;
 
 /// Bytes of the serialized `message` without its `token` list (huawei.md §4; beyond: 80300008).
 pub const PAYLOAD_LIMIT: usize = 4096;
 
 /// Tokens one send may carry (huawei.md §3; beyond: 80300010).
 pub const MAX_BATCH: usize = 1000;
-
-/// Longest `android.ttl` Huawei accepts: 15 days.
-pub const MAX_TTL_SECS: u64 = 1_296_000;
-
-/// Largest `badge.set_num` (0..=99).
-pub const MAX_BADGE: u32 = 99;
 
 /// The IM class an alert carries unless the credential says otherwise.
 pub const DEFAULT_CATEGORY: &str = "IM";
@@ -105,25 +91,6 @@ pub const DAILY_QUOTA_CODE: &str = "80300029";
 
 /// Wait before retrying `80100017` (more than 100 concurrent topic tasks; huawei.md §5: ≥ 1 s).
 pub const TOPIC_TASKS_RETRY_AFTER: Duration = Duration::from_secs(1);
-
-/// What one answer code means for the tokens of the request.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Action {
-    /// Every token delivered.
-    Delivered,
-    /// Per token: those in `msg.illegal_tokens` invalid, the others delivered.
-    PerToken,
-    /// Every token of the request invalid.
-    AllInvalid,
-    /// The access token was refused: refresh once.
-    RefreshAuth,
-    /// Transient; retry after the given delay (or the backoff).
-    Retry(Option<Duration>),
-    /// Daily quota used up.
-    Quota,
-    /// Bad payload, credential or configuration: never retried.
-    Fatal,
-}
 
 /// huawei.md §5, one row per documented business code (plus the unverified quota code).
 const CODES: &[(&str, Action)] = &[
@@ -194,7 +161,8 @@ impl fmt::Debug for HuaweiConfig {
     }
 }
 
-/// The Huawei vendor: builds requests and classifies answers for one credential.
+/// The Huawei vendor: builds requests and classifies answers for one credential
+/// ([`Vendor`](super::Vendor) comes from `hms.rs`).
 pub struct Huawei {
     cfg: HuaweiConfig,
     /// `{send_url}/v1/{app_id}/messages:send` (or the v2 form).
@@ -224,17 +192,6 @@ impl Huawei {
         Ok(Self { cfg, send_url })
     }
 
-    fn token_request(&self) -> VendorRequest {
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "client_credentials")
-            .append_pair("client_id", &self.cfg.app_id)
-            .append_pair("client_secret", &self.cfg.client_secret)
-            .finish();
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
-        VendorRequest { method: Method::POST, url: self.cfg.token_url.clone(), headers, body: Bytes::from(form) }
-    }
-
     /// The `message` object for `tokens` (empty: the form whose size and hash are budgeted).
     fn message<'a>(&'a self, push: &'a VendorPush, tokens: Vec<&'a str>) -> Result<Message<'a>, BuildError> {
         let mut data: BTreeMap<&str, &str> = push.data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -247,12 +204,8 @@ impl Huawei {
                 data.insert("body", &push.body);
             }
         }
-        let data = if data.is_empty() {
-            None
-        } else {
-            Some(serde_json::to_string(&data).map_err(|_| BuildError::Payload("Huawei data could not be encoded"))?)
-        };
-        let ttl = push.ttl.map(|ttl| format!("{}s", ttl.as_secs().min(MAX_TTL_SECS)));
+        let data = hms::data_text(&data, "Huawei data could not be encoded")?;
+        let ttl = hms::ttl_text(push);
         let target_user_type = self.cfg.test_messages.then_some(1);
         let android = match push.push_type {
             PushType::Alert => Android {
@@ -265,7 +218,7 @@ impl Huawei {
                     body: &push.body,
                     channel_id: self.cfg.channel_id.as_deref(),
                     importance: "NORMAL",
-                    click_action: ClickAction { kind: 3 },
+                    click_action: ClickAction::OPEN_APP,
                     tag: push.collapse_id.as_deref(),
                     group: push.thread_id.as_deref(),
                     badge: match (&self.cfg.badge_class, push.badge) {
@@ -287,12 +240,70 @@ impl Huawei {
         };
         Ok(Message { token: tokens, data, android })
     }
+}
 
-    /// The serialized `message` without tokens: what Huawei's 4096-byte limit counts and what
-    /// decides whether two pushes can share a request.
+impl HmsVendor for Huawei {
+    const KIND: VendorKind = VendorKind::Huawei;
+    const TEXTS: Texts = Texts {
+        batch: "Huawei takes 1 to 1000 tokens per request",
+        no_access_token: "Huawei send needs an access token",
+        bad_access_token: "Huawei access token is not a valid header value",
+        unencodable: "Huawei message could not be encoded as JSON",
+    };
+    const CODES: &'static [(&'static str, Action)] = CODES;
+    const REFRESH_WITHOUT_EXPIRY: chrono::Duration =
+        chrono::Duration::seconds(DEFAULT_TOKEN_LIFE_SECS).checked_sub(&REFRESH_MARGIN).expect("3600 s - 5 min");
+    const PAYLOAD_LIMIT: usize = PAYLOAD_LIMIT;
+
+    fn batch_limit(&self) -> usize {
+        MAX_BATCH
+    }
+
+    /// The App ID is the OAuth client.
+    fn oauth(&self) -> OauthClient<'_> {
+        OauthClient {
+            token_url: &self.cfg.token_url,
+            client_id: &self.cfg.app_id,
+            client_secret: &self.cfg.client_secret,
+        }
+    }
+
+    fn send_url(&self) -> &url::Url {
+        &self.send_url
+    }
+
+    /// The serialized `message` without tokens: what Huawei's 4096-byte limit counts.
     fn content(&self, push: &VendorPush) -> Result<Vec<u8>, BuildError> {
-        serde_json::to_vec(&self.message(push, Vec::new())?)
-            .map_err(|_| BuildError::Payload("Huawei message could not be encoded as JSON"))
+        hms::to_json(&self.message(push, Vec::new())?, Self::TEXTS.unencodable)
+    }
+
+    fn body(&self, push: &VendorPush, tokens: Vec<&str>) -> Result<Vec<u8>, BuildError> {
+        let message = self.message(push, tokens)?;
+        hms::to_json(&SendBody { validate_only: false, message }, Self::TEXTS.unencodable)
+    }
+
+    /// 503 is flow control (huawei.md §5); 429 is not documented but means the same.
+    fn rate_limit_reason(status: StatusCode) -> Option<&'static str> {
+        match status {
+            StatusCode::TOO_MANY_REQUESTS => Some("rate_limited"),
+            StatusCode::SERVICE_UNAVAILABLE => Some("flow_control"),
+            _ => None,
+        }
+    }
+
+    /// `{"code", "msg", "requestId"}`; with `80100000`, `msg` is a JSON document encoded as a
+    /// string, decoded a second time for its `illegal_tokens`.
+    fn read_answer(body: &[u8]) -> Option<Answer> {
+        let answer = serde_json::from_slice::<SendAnswer>(body).ok()?;
+        let code = code_text(&answer.code)?;
+        let partial = match &answer.msg {
+            serde_json::Value::String(s) => serde_json::from_str::<PartialResult>(s).ok(),
+            other => serde_json::from_value::<PartialResult>(other.clone()).ok(),
+        };
+        let invalid = partial
+            .map(|p| p.illegal_tokens.into_iter().map(|t| (t, "illegal_token")).collect())
+            .ok_or("partial_unreadable");
+        Some(Answer { code, request_id: code_text(&answer.request_id).unwrap_or_default(), invalid })
     }
 }
 
@@ -345,23 +356,9 @@ struct AndroidNotification<'a> {
 }
 
 #[derive(Serialize)]
-struct ClickAction {
-    /// 3 = open the app's launcher activity.
-    #[serde(rename = "type")]
-    kind: u8,
-}
-
-#[derive(Serialize)]
 struct Badge<'a> {
     class: &'a str,
     set_num: u32,
-}
-
-/// The token endpoint's success answer.
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: Option<i64>,
 }
 
 /// A send answer: `{"code": "80000000", "msg": "...", "requestId": "..."}`.
@@ -379,152 +376,6 @@ struct SendAnswer {
 struct PartialResult {
     #[serde(default)]
     illegal_tokens: Vec<String>,
-}
-
-/// The outcome when the body carries no known code: the HTTP status decides (huawei.md §5).
-fn by_status(status: StatusCode, headers: &HeaderMap) -> Outcome {
-    let retry = |reason| Outcome::Retry { after: retry_after(headers), reason };
-    match status {
-        // A 200 whose body says nothing readable: Huawei may or may not have taken it.
-        s if s.is_success() => retry("unreadable_answer"),
-        StatusCode::BAD_REQUEST => Outcome::Fatal { reason: "bad_request" },
-        StatusCode::UNAUTHORIZED => Outcome::RefreshAuth { reason: "unauthorized" },
-        StatusCode::FORBIDDEN => Outcome::Fatal { reason: "forbidden" },
-        StatusCode::NOT_FOUND => Outcome::Fatal { reason: "not_found" },
-        StatusCode::TOO_MANY_REQUESTS => retry("rate_limited"),
-        StatusCode::SERVICE_UNAVAILABLE => retry("flow_control"),
-        s if s.is_server_error() => retry("server_error"),
-        _ => Outcome::Fatal { reason: "unknown" },
-    }
-}
-
-/// One outcome per token (huawei.md §5).
-fn outcomes(tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
-    let all = |o: Outcome| vec![o; tokens.len()];
-    let Ok(answer) = serde_json::from_slice::<SendAnswer>(body) else {
-        return all(by_status(status, headers));
-    };
-    let Some(code) = code_text(&answer.code) else {
-        return all(by_status(status, headers));
-    };
-    let Some(&(reason, action)) = CODES.iter().find(|(known, _)| *known == code) else {
-        let request_id = code_text(&answer.request_id).unwrap_or_default();
-        tracing::warn!(vendor = "huawei", %code, %request_id, "unknown answer code");
-        // An unknown code on a transient or auth status still follows the status.
-        return match by_status(status, headers) {
-            o @ (Outcome::Retry { .. } | Outcome::RefreshAuth { .. }) if !status.is_success() => all(o),
-            _ => all(Outcome::Fatal { reason: "unknown_code" }),
-        };
-    };
-    match action {
-        Action::Delivered => all(Outcome::Delivered),
-        Action::AllInvalid => all(Outcome::InvalidToken { reason, since: None }),
-        Action::RefreshAuth => all(Outcome::RefreshAuth { reason }),
-        Action::Retry(default) => all(Outcome::Retry { after: retry_after(headers).or(default), reason }),
-        Action::Quota => all(Outcome::QuotaExhausted { until: None, reason }),
-        Action::Fatal => all(Outcome::Fatal { reason }),
-        Action::PerToken => {
-            // `msg` is a JSON document encoded as a string; decode it a second time.
-            let partial = match &answer.msg {
-                serde_json::Value::String(s) => serde_json::from_str::<PartialResult>(s).ok(),
-                other => serde_json::from_value::<PartialResult>(other.clone()).ok(),
-            };
-            let Some(partial) = partial else {
-                let request_id = code_text(&answer.request_id).unwrap_or_default();
-                tracing::warn!(vendor = "huawei", %request_id, "partial success without a readable token list");
-                return all(Outcome::Retry { after: retry_after(headers), reason: "partial_unreadable" });
-            };
-            tokens
-                .iter()
-                .map(|t| {
-                    if partial.illegal_tokens.iter().any(|bad| bad == t.as_str()) {
-                        Outcome::InvalidToken { reason: "illegal_token", since: None }
-                    } else {
-                        Outcome::Delivered
-                    }
-                })
-                .collect()
-        }
-    }
-}
-
-impl Vendor for Huawei {
-    fn kind(&self) -> VendorKind {
-        VendorKind::Huawei
-    }
-
-    fn max_batch(&self) -> usize {
-        MAX_BATCH
-    }
-
-    /// A hash of the `message` as sent without its tokens: pushes with equal keys differ only
-    /// in their tokens. The badge is part of it only when a `badge_class` puts it on the wire.
-    fn batch_key(&self, push: &VendorPush) -> Option<u64> {
-        let content = self.content(push).ok()?;
-        Some(super::batch_key_of(&content))
-    }
-
-    /// The OAuth 2.0 client-credentials call.
-    fn auth_plan(&self, _now: Timestamp) -> AuthPlan {
-        AuthPlan::Remote(Ok(self.token_request()))
-    }
-
-    /// `200 {access_token, expires_in}` → the token, refreshed [`REFRESH_MARGIN`] before it
-    /// expires. A refused client (wrong secret, 4xx) is Fatal for the credential; 5xx, 429 and
-    /// an unreadable 200 are transient.
-    fn parse_auth(&self, status: StatusCode, body: &[u8], now: Timestamp) -> Result<AuthToken, Outcome> {
-        if status.is_success() {
-            let answer = serde_json::from_slice::<TokenAnswer>(body)
-                .ok()
-                .filter(|a| !a.access_token.is_empty())
-                .ok_or(Outcome::Retry { after: None, reason: "auth_bad_answer" })?;
-            let secs = answer.expires_in.unwrap_or(DEFAULT_TOKEN_LIFE_SECS).clamp(0, MAX_TOKEN_LIFE_SECS);
-            let refresh_after = (chrono::Duration::seconds(secs) - REFRESH_MARGIN).max(MIN_REFRESH_AFTER);
-            return Ok(AuthToken { value: answer.access_token, refresh_at: now + refresh_after });
-        }
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            Err(Outcome::Retry { after: None, reason: "auth_unavailable" })
-        } else {
-            Err(Outcome::Fatal { reason: "auth_rejected" })
-        }
-    }
-
-    fn payload_limit(&self, _push: &VendorPush) -> usize {
-        PAYLOAD_LIMIT
-    }
-
-    /// Bytes of the serialized `message` without `token` (huawei.md §4); `usize::MAX` if it
-    /// cannot be encoded.
-    fn payload_size(&self, push: &VendorPush) -> usize {
-        self.content(push).map_or(usize::MAX, |c| c.len())
-    }
-
-    fn request(
-        &self,
-        push: &VendorPush,
-        tokens: &[Token],
-        auth: Option<&AuthToken>,
-        _now: Timestamp,
-    ) -> Result<VendorRequest, BuildError> {
-        if tokens.is_empty() || tokens.len() > MAX_BATCH {
-            return Err(BuildError::Payload("Huawei takes 1 to 1000 tokens per request"));
-        }
-        let access = auth.ok_or(BuildError::Signing("Huawei send needs an access token"))?;
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", access.value))
-            .map_err(|_| BuildError::Signing("Huawei access token is not a valid header value"))?;
-        authorization.set_sensitive(true);
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, authorization);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
-        let message = self.message(push, tokens.iter().map(Token::as_str).collect())?;
-        let body = serde_json::to_vec(&SendBody { validate_only: false, message })
-            .map_err(|_| BuildError::Payload("Huawei message could not be encoded as JSON"))?;
-        Ok(VendorRequest { method: Method::POST, url: self.send_url.clone(), headers, body: Bytes::from(body) })
-    }
-
-    fn classify(&self, tokens: &[Token], status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
-        outcomes(tokens, status, headers, body)
-    }
 }
 
 /// The `[credentials.<name>]` fields of a Huawei credential.
@@ -570,17 +421,6 @@ fn category(field: &str, value: Option<String>, default: &str, problems: &mut Ve
     }
 }
 
-/// An optional text setting that must not be blank when given.
-fn optional_text(field: &str, value: Option<String>, problems: &mut Vec<Problem>) -> Option<String> {
-    match value {
-        Some(v) if v.trim().is_empty() => {
-            problems.push(Problem::new(field, "must not be empty when set"));
-            None
-        }
-        other => other,
-    }
-}
-
 /// Builds a Huawei vendor from its credential table.
 pub fn from_config(table: &toml::Table, ctx: &CredentialContext<'_>) -> Result<VendorBuild, Vec<Problem>> {
     let c: HuaweiCredential = super::credential::fields(table)?;
@@ -600,20 +440,11 @@ pub fn from_config(table: &toml::Table, ctx: &CredentialContext<'_>) -> Result<V
     let send_url = ctx.url("send_url", c.send_url.as_deref().unwrap_or(DEFAULT_SEND_URL));
     let category_value = category("category", c.category, DEFAULT_CATEGORY, &mut problems);
     let voip_category = category("voip_category", c.voip_category, DEFAULT_VOIP_CATEGORY, &mut problems);
-    let channel_id = optional_text("channel_id", c.channel_id, &mut problems);
-    let badge_class = optional_text("badge_class", c.badge_class, &mut problems);
-    let (token_url, send_url) = match (token_url, send_url) {
-        (Ok(t), Ok(s)) => (Some(t), Some(s)),
-        (t, s) => {
-            problems.extend(t.err().into_iter().chain(s.err()));
-            (None, None)
-        }
-    };
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let (Some(token_url), Some(send_url)) = (token_url, send_url) else {
-        return Err(vec![Problem::new("", "incomplete Huawei credential")]);
+    let channel_id = hms::optional_text("channel_id", c.channel_id, &mut problems);
+    let badge_class = hms::optional_text("badge_class", c.badge_class, &mut problems);
+    let (token_url, send_url) = match hms::endpoints(token_url, send_url, &mut problems) {
+        Some(urls) if problems.is_empty() => urls,
+        _ => return Err(problems),
     };
     let huawei = Huawei::new(HuaweiConfig {
         app_id: c.app_id,
@@ -634,7 +465,10 @@ pub fn from_config(table: &toml::Table, ctx: &CredentialContext<'_>) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::fixtures::{self, at, json_body, push};
+    use crate::model::Token;
+    use crate::provider::fixtures::{self, at, json_body, push, table};
+    use crate::provider::{AuthPlan, AuthToken, Outcome, Vendor, VendorRequest};
+    use http::{HeaderMap, HeaderValue, Method};
     use serde_json::{json, Value};
 
     const TOKEN_A: &str = "ABC123exampleTokenValue_xyz";
@@ -1000,11 +834,7 @@ mod tests {
     }
 
     fn ctx() -> CredentialContext<'static> {
-        CredentialContext { name: "test-huawei", data_dir: std::path::Path::new("/tmp") }
-    }
-
-    fn table(s: &str) -> toml::Table {
-        s.parse().expect("toml")
+        fixtures::credential_ctx("test-huawei")
     }
 
     #[test]

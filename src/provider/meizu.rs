@@ -31,7 +31,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
-use super::{AuthPlan, AuthToken, BuildError, Outcome, Vendor, VendorPush, VendorRequest};
+use super::form::{self, Texts};
+use super::{code_text, AuthPlan, AuthToken, BuildError, Outcome, Vendor, VendorPush, VendorRequest};
 use crate::model::{PushType, Timestamp, Token, VendorKind};
 
 /// Push API host, China (meizu.md §1). HTTPS only since 2025-04-22.
@@ -80,6 +81,14 @@ pub const FOLDED_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// documented but never observed; a pure module cannot follow the URL, so pushd tries again at
 /// the configured endpoint.
 pub const REDIRECT_OUTCOME: Outcome = Outcome::Retry { after: None, reason: "redirect" };
+
+/// The build errors' texts.
+const TEXTS: Texts = Texts {
+    bad_endpoint: "Meizu endpoint must be an http(s) base URL",
+    batch: "Meizu takes 1 to 100 pushIds per request",
+    comma: "a Meizu pushId cannot contain a comma (the list separator)",
+    no_text: "Meizu needs a title or a content",
+};
 
 /// Configuration of one Meizu credential.
 #[derive(Clone)]
@@ -190,15 +199,7 @@ struct AdvanceInfo {
 impl Meizu {
     /// Validates the configuration once, so a bad URL or secret fails at startup.
     pub fn new(cfg: MeizuConfig) -> Result<Meizu, BuildError> {
-        if !matches!(cfg.endpoint.scheme(), "https" | "http") {
-            return Err(BuildError::Payload("Meizu endpoint must be an http(s) base URL"));
-        }
-        let mut send_url = cfg.endpoint;
-        send_url
-            .path_segments_mut()
-            .map_err(|_| BuildError::Payload("Meizu endpoint must be an http(s) base URL"))?
-            .pop_if_empty()
-            .extend(SEND_PATH.split('/'));
+        let send_url = form::send_url(cfg.endpoint, SEND_PATH, &TEXTS)?;
         if cfg.app_secret.is_empty() {
             return Err(BuildError::Signing("Meizu app_secret is empty"));
         }
@@ -228,7 +229,7 @@ impl Meizu {
         if push.push_type == PushType::Silent {
             return Err(BuildError::Payload("Meizu has no silent push (pass-through is restricted)"));
         }
-        let (title, content) = texts(push)?;
+        let (title, content) = form::texts(push, TITLE_MAX_CHARS, CONTENT_MAX_CHARS, &TEXTS)?;
         let message = MessageJson {
             notice_bar_info: NoticeBarInfo { notice_msg_type: self.notice_msg_type, title, content },
             click_type_info: ClickTypeInfo {
@@ -245,29 +246,6 @@ impl Meizu {
         };
         serde_json::to_string(&message).map_err(|_| BuildError::Payload("Meizu messageJson could not be encoded"))
     }
-}
-
-/// Title and content as sent: each cut to Meizu's limit; both are required (1+ chars), so an
-/// empty one borrows the other's text.
-fn texts(push: &VendorPush) -> Result<(String, String), BuildError> {
-    let blank = |s: &str| s.trim().is_empty();
-    let (title, body) = match (blank(&push.title), blank(&push.body)) {
-        (true, true) => return Err(BuildError::Payload("Meizu needs a title or a content")),
-        (false, true) => (push.title.as_str(), push.title.as_str()),
-        (true, false) => (push.body.as_str(), push.body.as_str()),
-        (false, false) => (push.title.as_str(), push.body.as_str()),
-    };
-    Ok((clip(title, TITLE_MAX_CHARS), clip(body, CONTENT_MAX_CHARS)))
-}
-
-/// At most `max` chars, the last one "…" when cut.
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().nth(max).is_none() {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 /// `validTime` in whole hours: the TTL rounded up, within 1–72; 24 without a TTL.
@@ -287,11 +265,7 @@ fn notify_key(id: &str) -> String {
     if fits {
         return id.to_owned();
     }
-    let mut h: u32 = 0x811c_9dc5;
-    for b in id.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    format!("{h:08x}")
+    format!("{:08x}", form::fnv1a(id))
 }
 
 /// The JSON answer (meizu.md §5): `code` is a string; `value` an object, `""`, or absent.
@@ -300,15 +274,6 @@ struct Answer {
     code: Option<serde_json::Value>,
     #[serde(default)]
     value: serde_json::Value,
-}
-
-/// A code given as a JSON string (Meizu's form) or number.
-fn code_text(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.trim().to_owned()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// The request-level table: a top-level `code` other than "200", for every pushId.
@@ -350,23 +315,6 @@ fn per_token_outcome(code: &str) -> Outcome {
         "519" => Outcome::Retry { after: None, reason: "overloaded" },
         "520" => Outcome::Retry { after: Some(FOLDED_RETRY_AFTER), reason: "folded" },
         _ => Outcome::Fatal { reason: "unknown_code" },
-    }
-}
-
-/// A token that can go in the comma-separated list. One that cannot is left out of the request
-/// and classified invalid, so a single bad registration never fails a whole batch.
-fn listable(token: &Token) -> bool {
-    !token.as_str().contains(',')
-}
-
-/// An answer that is not HTTP 200: 5xx (and 429) are transport trouble, anything else Fatal.
-fn status_outcome(status: StatusCode) -> Outcome {
-    if status.is_server_error() {
-        Outcome::Retry { after: None, reason: "server_error" }
-    } else if status == StatusCode::TOO_MANY_REQUESTS {
-        Outcome::Retry { after: Some(RATE_LIMIT_RETRY_AFTER), reason: "rate_limited" }
-    } else {
-        Outcome::Fatal { reason: "http_status" }
     }
 }
 
@@ -415,26 +363,20 @@ impl Vendor for Meizu {
         _auth: Option<&AuthToken>,
         _now: Timestamp,
     ) -> Result<VendorRequest, BuildError> {
-        if tokens.is_empty() || tokens.len() > MAX_BATCH {
-            return Err(BuildError::Payload("Meizu takes 1 to 100 pushIds per request"));
-        }
-        let push_ids = tokens.iter().filter(|t| listable(t)).map(Token::as_str).collect::<Vec<_>>().join(",");
-        if push_ids.is_empty() {
-            return Err(BuildError::Payload("a Meizu pushId cannot contain a comma (the list separator)"));
-        }
+        let push_ids = form::token_list(tokens, MAX_BATCH, &TEXTS)?;
         let message_json = self.message_json(push)?;
         let params = [("appId", self.app_id.as_str()), ("pushIds", &push_ids), ("messageJson", &message_json)];
         let signature = sign(&params, &self.app_secret);
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.extend_pairs(params);
-        form.append_pair("sign", &signature);
+        let mut body = url::form_urlencoded::Serializer::new(String::new());
+        body.extend_pairs(params);
+        body.append_pair("sign", &signature);
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(FORM_CONTENT_TYPE));
         Ok(VendorRequest {
             method: Method::POST,
             url: self.send_url.clone(),
             headers,
-            body: Bytes::from(form.finish()),
+            body: Bytes::from(body.finish()),
         })
     }
 
@@ -442,40 +384,21 @@ impl Vendor for Meizu {
     /// its own code); any other code applies to the whole request (meizu.md §5). A token with a
     /// comma was never sent: invalid.
     fn classify(&self, tokens: &[Token], status: StatusCode, _headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
-        let answer = answer_outcomes(tokens, status, body);
-        tokens
-            .iter()
-            .zip(answer)
-            .map(
-                |(t, outcome)| {
-                    if listable(t) {
-                        outcome
-                    } else {
-                        Outcome::InvalidToken { reason: "malformed_token", since: None }
-                    }
-                },
-            )
-            .collect()
+        form::outcomes(tokens, status, body, RATE_LIMIT_RETRY_AFTER, |body| {
+            let answer = serde_json::from_slice::<Answer>(body).ok()?;
+            let code = code_text(answer.code.as_ref()?)?;
+            Some(answer_outcomes(tokens, &code, &answer.value))
+        })
     }
 }
 
-/// One outcome per token from Meizu's answer.
-fn answer_outcomes(tokens: &[Token], status: StatusCode, body: &[u8]) -> Vec<Outcome> {
-    if status != StatusCode::OK {
-        return vec![status_outcome(status); tokens.len()];
-    }
-    let Some((code, value)) = serde_json::from_slice::<Answer>(body)
-        .ok()
-        .and_then(|a| a.code.as_ref().and_then(code_text).map(|c| (c, a.value)))
-    else {
-        // A 200 that is not Meizu's JSON (a proxy page): the send is in doubt, try again.
-        return vec![Outcome::Retry { after: None, reason: "unreadable_answer" }; tokens.len()];
-    };
+/// One outcome per token from Meizu's readable answer.
+fn answer_outcomes(tokens: &[Token], code: &str, value: &serde_json::Value) -> Vec<Outcome> {
     if code != "200" {
-        return vec![top_level_outcome(&code); tokens.len()];
+        return vec![top_level_outcome(code); tokens.len()];
     }
     let mut failed: BTreeMap<&str, Outcome> = BTreeMap::new();
-    if let serde_json::Value::Object(groups) = &value {
+    if let serde_json::Value::Object(groups) = value {
         for (code, ids) in groups {
             let outcome = per_token_outcome(code.trim());
             for id in ids.as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
@@ -544,7 +467,7 @@ pub fn from_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::fixtures::{self, at, form, push, token, tokens};
+    use crate::provider::fixtures::{self, at, form, push, table, token, tokens};
 
     const SECRET: &str = "mzSecret0123456789abcdef";
 
@@ -839,12 +762,8 @@ mod tests {
         assert_eq!(classify(&["pidA1"], 403, ""), vec![Outcome::Fatal { reason: "http_status" }]);
     }
 
-    fn table(s: &str) -> toml::Table {
-        s.parse().expect("toml")
-    }
-
     fn ctx() -> super::super::credential::CredentialContext<'static> {
-        super::super::credential::CredentialContext { name: "mz", data_dir: std::path::Path::new("/tmp") }
+        fixtures::credential_ctx("mz")
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub mod credential;
 pub mod fcm;
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod form;
+mod hms;
 pub mod honor;
 pub mod huawei;
 pub mod meizu;

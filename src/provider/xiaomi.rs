@@ -26,6 +26,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 
+use super::form::{self, Texts};
 use super::{AuthPlan, AuthToken, BuildError, Outcome, Vendor, VendorPush, VendorRequest};
 use crate::model::{PushType, Timestamp, Token, VendorKind};
 
@@ -66,6 +67,14 @@ pub const BAD_REGIDS_FIELD: &str = "bad_regids";
 
 /// Wait before retrying a rate-limited (10027) or busy (10002) answer: "retry after ≥ 1 s".
 pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The build errors' texts.
+const TEXTS: Texts = Texts {
+    bad_endpoint: "Xiaomi endpoint must be an http(s) base URL",
+    batch: "Xiaomi takes 1 to 1000 regIds per request",
+    comma: "a Xiaomi regId cannot contain a comma (the list separator)",
+    no_text: "Xiaomi needs a title or a description",
+};
 
 /// `notify_type` = sound + vibrate + lights (the system default set).
 const NOTIFY_TYPE_DEFAULT_ALL: &str = "-1";
@@ -120,15 +129,7 @@ impl fmt::Debug for Xiaomi {
 impl Xiaomi {
     /// Validates the configuration once, so a bad secret or URL fails at startup.
     pub fn new(cfg: XiaomiConfig) -> Result<Xiaomi, BuildError> {
-        if !matches!(cfg.endpoint.scheme(), "https" | "http") {
-            return Err(BuildError::Payload("Xiaomi endpoint must be an http(s) base URL"));
-        }
-        let mut send_url = cfg.endpoint;
-        send_url
-            .path_segments_mut()
-            .map_err(|_| BuildError::Payload("Xiaomi endpoint must be an http(s) base URL"))?
-            .pop_if_empty()
-            .extend(SEND_PATH.split('/'));
+        let send_url = form::send_url(cfg.endpoint, SEND_PATH, &TEXTS)?;
         if cfg.app_secret.trim().is_empty() {
             return Err(BuildError::Signing("Xiaomi app_secret is empty"));
         }
@@ -160,7 +161,7 @@ impl Xiaomi {
                 fields.push(("payload", payload));
             }
             PushType::Alert | PushType::Voip => {
-                let (title, description) = texts(push)?;
+                let (title, description) = form::texts(push, TITLE_MAX_CHARS, DESCRIPTION_MAX_CHARS, &TEXTS)?;
                 fields.push(("pass_through", "0".into()));
                 fields.push(("title", title));
                 fields.push(("description", description));
@@ -185,37 +186,10 @@ impl Xiaomi {
     }
 }
 
-/// Title and description as sent: each cut to Xiaomi's limit; both are required and may not be
-/// all whitespace, so an empty one borrows the other's text.
-fn texts(push: &VendorPush) -> Result<(String, String), BuildError> {
-    let blank = |s: &str| s.trim().is_empty();
-    let (title, body) = match (blank(&push.title), blank(&push.body)) {
-        (true, true) => return Err(BuildError::Payload("Xiaomi needs a title or a description")),
-        (false, true) => (push.title.as_str(), push.title.as_str()),
-        (true, false) => (push.body.as_str(), push.body.as_str()),
-        (false, false) => (push.title.as_str(), push.body.as_str()),
-    };
-    Ok((clip(title, TITLE_MAX_CHARS), clip(body, DESCRIPTION_MAX_CHARS)))
-}
-
-/// At most `max` chars, the last one "…" when cut.
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().nth(max).is_none() {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 /// A stable `notify_id` for a conversation (or collapse id): FNV-1a, within [`NOTIFY_ID_MAX`].
 /// One shown notification per conversation: a newer message replaces the older one.
 fn notify_id(key: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in key.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    h & NOTIFY_ID_MAX
+    form::fnv1a(key) & NOTIFY_ID_MAX
 }
 
 /// The JSON answer to a send (xiaomi.md §5). `code` is a number; every field may be missing.
@@ -237,12 +211,6 @@ fn bad_regids(data: Option<&serde_json::Value>) -> Vec<String> {
         Some(serde_json::Value::Array(ids)) => ids.iter().filter_map(|v| v.as_str()).map(str::to_owned).collect(),
         _ => Vec::new(),
     }
-}
-
-/// A token that can go in the comma-separated list. One that cannot is left out of the request
-/// and classified invalid, so a single bad registration never fails a whole batch.
-fn listable(token: &Token) -> bool {
-    !token.as_str().contains(',')
 }
 
 /// How a non-zero business code is treated for every regId of the request.
@@ -270,18 +238,6 @@ fn code_outcome(code: i64, reason: &str) -> Outcome {
         10030 | 10032 | 10033 | 10035 => Outcome::Fatal { reason: "feedback_error" },
         65006..=65008 | 65010 | 65012 | 65013 | 65016 | 65017 | 65035 => Outcome::Fatal { reason: "target_error" },
         _ => Outcome::Fatal { reason: "unknown_code" },
-    }
-}
-
-/// An answer that is not a readable HTTP 200: 5xx (and 429) are transport trouble, other
-/// statuses are Fatal. **Unverified**: Xiaomi documents only 200 and 5xx.
-fn status_outcome(status: StatusCode) -> Outcome {
-    if status.is_server_error() {
-        Outcome::Retry { after: None, reason: "server_error" }
-    } else if status == StatusCode::TOO_MANY_REQUESTS {
-        Outcome::Retry { after: Some(BUSY_RETRY_AFTER), reason: "rate_limited" }
-    } else {
-        Outcome::Fatal { reason: "http_status" }
     }
 }
 
@@ -327,17 +283,11 @@ impl Vendor for Xiaomi {
         _auth: Option<&AuthToken>,
         _now: Timestamp,
     ) -> Result<VendorRequest, BuildError> {
-        if tokens.is_empty() || tokens.len() > MAX_BATCH {
-            return Err(BuildError::Payload("Xiaomi takes 1 to 1000 regIds per request"));
-        }
-        let ids: Vec<&str> = tokens.iter().filter(|t| listable(t)).map(Token::as_str).collect();
-        if ids.is_empty() {
-            return Err(BuildError::Payload("a Xiaomi regId cannot contain a comma (the list separator)"));
-        }
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("registration_id", &ids.join(","));
+        let ids = form::token_list(tokens, MAX_BATCH, &TEXTS)?;
+        let mut body = url::form_urlencoded::Serializer::new(String::new());
+        body.append_pair("registration_id", &ids);
         for (name, value) in self.content_fields(push)? {
-            form.append_pair(name, &value);
+            body.append_pair(name, &value);
         }
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, self.authorization.clone());
@@ -346,55 +296,32 @@ impl Vendor for Xiaomi {
             method: Method::POST,
             url: self.send_url.clone(),
             headers,
-            body: Bytes::from(form.finish()),
+            body: Bytes::from(body.finish()),
         })
     }
 
     /// `code` 0 delivers every regId except those in `data.bad_regids`; any other code applies
     /// to the whole request (xiaomi.md §5). A token with a comma was never sent: invalid.
     fn classify(&self, tokens: &[Token], status: StatusCode, _headers: &HeaderMap, body: &[u8]) -> Vec<Outcome> {
-        let answer = answer_outcomes(tokens, status, body);
-        tokens
-            .iter()
-            .zip(answer)
-            .map(
-                |(t, outcome)| {
-                    if listable(t) {
-                        outcome
-                    } else {
-                        Outcome::InvalidToken { reason: "malformed_token", since: None }
-                    }
-                },
-            )
-            .collect()
-    }
-}
-
-/// One outcome per token from Xiaomi's answer.
-fn answer_outcomes(tokens: &[Token], status: StatusCode, body: &[u8]) -> Vec<Outcome> {
-    if status != StatusCode::OK {
-        return vec![status_outcome(status); tokens.len()];
-    }
-    let Ok(answer) = serde_json::from_slice::<Answer>(body) else {
-        // A 200 that is not Xiaomi's JSON (a proxy page): the send is in doubt, try again.
-        return vec![Outcome::Retry { after: None, reason: "unreadable_answer" }; tokens.len()];
-    };
-    match answer.code {
-        Some(0) => {
-            let bad = bad_regids(answer.data.as_ref());
-            tokens
-                .iter()
-                .map(|t| {
-                    if bad.iter().any(|b| b == t.as_str()) {
-                        Outcome::InvalidToken { reason: "bad_regid", since: None }
-                    } else {
-                        Outcome::Delivered
-                    }
-                })
-                .collect()
-        }
-        Some(code) => vec![code_outcome(code, &answer.reason); tokens.len()],
-        None => vec![Outcome::Retry { after: None, reason: "unreadable_answer" }; tokens.len()],
+        form::outcomes(tokens, status, body, BUSY_RETRY_AFTER, |body| {
+            let answer = serde_json::from_slice::<Answer>(body).ok()?;
+            Some(match answer.code? {
+                0 => {
+                    let bad = bad_regids(answer.data.as_ref());
+                    tokens
+                        .iter()
+                        .map(|t| {
+                            if bad.iter().any(|b| b == t.as_str()) {
+                                Outcome::InvalidToken { reason: "bad_regid", since: None }
+                            } else {
+                                Outcome::Delivered
+                            }
+                        })
+                        .collect()
+                }
+                code => vec![code_outcome(code, &answer.reason); tokens.len()],
+            })
+        })
     }
 }
 
@@ -445,7 +372,7 @@ pub fn from_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::fixtures::{self, at, form, push, token, tokens};
+    use crate::provider::fixtures::{self, at, form, push, table, token, tokens};
 
     /// The two made-up regIds of xiaomi.md §3 (Base64, with `=` padding).
     const REG_A: &str = "Qm9ndXNSZWdJZEFBQUFBQUFBQUFBQUFBQUFBQUFBQT0=";
@@ -750,12 +677,8 @@ mod tests {
         assert_eq!(classify(&[REG_A], 404, "{}"), vec![Outcome::Fatal { reason: "http_status" }]);
     }
 
-    fn table(s: &str) -> toml::Table {
-        s.parse().expect("toml")
-    }
-
     fn ctx() -> super::super::credential::CredentialContext<'static> {
-        super::super::credential::CredentialContext { name: "xm", data_dir: std::path::Path::new("/tmp") }
+        fixtures::credential_ctx("xm")
     }
 
     #[test]
