@@ -70,12 +70,6 @@ pub const MAX_BATCH: usize = 1000;
 /// The IM class of an alert unless the credential says otherwise: service & communication.
 pub const DEFAULT_IMPORTANCE: &str = "NORMAL";
 
-/// The codes meaning "accepted; see the token lists" (the first rows of the code table).
-///
-/// **Unverified**: community clients compare `code` as text and accept `200` (documented by
-/// them), and some also `80000000` (Huawei lineage) and `0`.
-pub const SUCCESS_CODES: &[&str] = &["200", "80000000", "0"];
-
 /// The answer code meaning "this app's daily quota is used up: not again today".
 ///
 /// **Unverified**: Honor documents no quota answer at all. The per-app daily cap it does state
@@ -90,7 +84,9 @@ pub const RATE_LIMIT_STATUSES: &[u16] = &[429, 503];
 
 /// honor.md §5, one row per code (every row unverified: apart from success, Huawei lineage).
 const CODES: &[(&str, Action)] = &[
-    // SUCCESS_CODES: accepted, the token lists say which tokens failed.
+    // Accepted; the token lists say which tokens failed. **Unverified**: community clients
+    // compare `code` as text and accept `200` (documented by them), some also `80000000`
+    // (Huawei lineage) and `0`.
     ("200", Action::PerToken),
     ("80000000", Action::PerToken),
     ("0", Action::PerToken),
