@@ -43,6 +43,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
 use super::auth_cache::AuthCache;
+use super::h2::H2Transport;
 use super::retry::RetryPolicy;
 use super::{AuthPlan, AuthToken, Outcome, Vendor, VendorPush, VendorRequest};
 use crate::clock::SharedClock;
@@ -196,7 +197,7 @@ pub struct TransportError {
 struct Shared {
     settings: ProviderSettings,
     vendor: Arc<dyn Vendor>,
-    client: reqwest::Client,
+    transport: Transport,
     limiter: DefaultDirectRateLimiter,
     permits: Semaphore,
     auth: AuthCache,
@@ -300,7 +301,7 @@ impl ProviderHandle {
         clock: SharedClock,
         sink: ReportSink,
     ) -> Result<Self, TransportError> {
-        let client = build_client(&settings)?;
+        let transport = build_transport(&settings)?;
         let quota = Quota::per_second(settings.rate_per_sec).allow_burst(settings.burst);
         let needs_auth = !matches!(vendor.auth_plan(clock.now()), AuthPlan::None);
         let shared = Arc::new(Shared {
@@ -313,7 +314,7 @@ impl ProviderHandle {
             guard: std::sync::Mutex::new(Guard::default()),
             settings,
             vendor,
-            client,
+            transport,
             clock,
             sink,
         });
@@ -346,8 +347,19 @@ impl ProviderHandle {
     }
 }
 
-fn build_client(s: &ProviderSettings) -> Result<reqwest::Client, TransportError> {
+/// How a credential reaches its vendor.
+enum Transport {
+    /// reqwest's pooled client (HTTP/1.1 or HTTP/2 as the vendor answers).
+    Pooled(reqwest::Client),
+    /// One HTTP/2 connection, for HTTP/2-only vendors (APNs).
+    Http2(H2Transport),
+}
+
+fn build_transport(s: &ProviderSettings) -> Result<Transport, TransportError> {
     let err = |what: String| TransportError { credential: s.credential.to_string(), what };
+    if s.transport.http2_only {
+        return H2Transport::new(&s.transport).map(Transport::Http2).map_err(err);
+    }
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
         // Without TCP_NODELAY a quiet HTTP/2 connection waits ~40 ms per request (Nagle +
@@ -357,9 +369,6 @@ fn build_client(s: &ProviderSettings) -> Result<reqwest::Client, TransportError>
         .http2_keep_alive_interval(Some(Duration::from_secs(60)))
         .http2_keep_alive_while_idle(true)
         .connect_timeout(Duration::from_secs(10));
-    if s.transport.http2_only {
-        b = b.http2_prior_knowledge();
-    }
     for pem in &s.transport.extra_roots_pem {
         let cert = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| err(format!("extra root: {e}")))?;
         b = b.add_root_certificate(cert);
@@ -368,7 +377,7 @@ fn build_client(s: &ProviderSettings) -> Result<reqwest::Client, TransportError>
         let id = reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| err(format!("client certificate: {e}")))?;
         b = b.identity(id);
     }
-    b.build().map_err(|e| err(format!("HTTP client: {e}")))
+    b.build().map(Transport::Pooled).map_err(|e| err(format!("HTTP client: {e}")))
 }
 
 /// A target still being worked on, with its attempts so far.
@@ -644,8 +653,12 @@ impl Shared {
     }
 
     async fn send(&self, r: VendorRequest) -> Result<(http::StatusCode, http::HeaderMap, bytes::Bytes), Outcome> {
+        let client = match &self.transport {
+            Transport::Pooled(client) => client,
+            Transport::Http2(h2) => return h2.send(r, self.settings.request_timeout).await,
+        };
         let req =
-            self.client.request(r.method, r.url).headers(r.headers).body(r.body).timeout(self.settings.request_timeout);
+            client.request(r.method, r.url).headers(r.headers).body(r.body).timeout(self.settings.request_timeout);
         let resp = req.send().await.map_err(transport_outcome)?;
         let status = resp.status();
         let headers = resp.headers().clone();

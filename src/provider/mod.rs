@@ -21,6 +21,7 @@ pub mod fcm;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod form;
+pub mod h2;
 mod hms;
 pub mod honor;
 pub mod huawei;
