@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! Session ──Deliver──▶ ProviderActor ──(rate limit, permit, auth)──▶ Vendor::request
-//!                           ▲                                         │ reqwest (HTTP/2)
+//!                           ▲                                         │ h2 (APNs) or reqwest
 //!                           └── retry / refresh ◀── Vendor::classify ◀┘
 //!                           └──▶ DeliveryReport to the session (trace, pruning, dedup)
 //! ```
