@@ -1,9 +1,9 @@
 //! The transport of HTTP/2-only vendors (APNs): one hyper HTTP/2 connection per credential,
 //! over rustls with ALPN `h2`, shared by every push of that credential.
 //!
-//! Why not reqwest here: measured (load harness, issue 6, A/B in one build, two runs each) the
-//! APNs fan-out went from 29–30 k to 34–35 k pushes/s and from 43–45 to 37 µs of pushd CPU per
-//! push; reqwest's pool and per-request layers are a cost an HTTP/2-only vendor does not need
+//! Why not reqwest here: measured (load harness, issue 6, A/B in one build, alternating, two runs
+//! each) the APNs fan-out went from 27.6–28.3 k to 31.7–32.2 k pushes/s and from 47–48 to 39–41 µs
+//! of pushd CPU per push; reqwest's pool and per-request layers are a cost an HTTP/2-only vendor does not need
 //! (it multiplexes every push over one connection). The other vendors keep reqwest.
 //!
 //! - The connection is made on first use and again once hyper reports it closed (GOAWAY, a
