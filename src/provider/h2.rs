@@ -1,10 +1,11 @@
 //! The transport of HTTP/2-only vendors (APNs): one hyper HTTP/2 connection per credential,
 //! over rustls with ALPN `h2`, shared by every push of that credential.
 //!
-//! Why not reqwest here: measured (load harness, issue 6, A/B in one build, alternating, two runs
-//! each) the APNs fan-out went from 27.6–28.3 k to 31.7–32.2 k pushes/s and from 47–48 to 39–41 µs
-//! of pushd CPU per push; reqwest's pool and per-request layers are a cost an HTTP/2-only vendor does not need
-//! (it multiplexes every push over one connection). The other vendors keep reqwest.
+//! Why not reqwest here: measured (load harness, issue 6, A/B in one build, alternating, two
+//! runs each) the APNs fan-out went from 27.6–28.3 k to 31.7–32.2 k pushes/s and from 47–48 to
+//! 39–41 µs of pushd CPU per push; reqwest's pool and per-request layers are a cost an
+//! HTTP/2-only vendor does not need (it multiplexes every push over one connection). The other
+//! vendors keep reqwest. Unlike reqwest this transport ignores `HTTPS_PROXY` (docs/decisions.md).
 //!
 //! - The connection is made on first use and again once hyper reports it closed (GOAWAY, a
 //!   reset, a failed keep-alive ping); one task connects at a time, the others wait for it.
@@ -103,8 +104,7 @@ impl H2Transport {
 
     /// The open connection to `url`'s host, connecting if there is none.
     async fn sender(&self, url: &url::Url) -> Result<SendRequest<Full<Bytes>>, String> {
-        let host = url.host_str().ok_or("no host")?.to_owned();
-        let port = url.port_or_known_default().ok_or("no port")?;
+        let (host, port) = endpoint(url)?;
         let authority = format!("{host}:{port}");
         if let Some(s) = self.open(&authority) {
             return Ok(s);
@@ -114,9 +114,10 @@ impl H2Transport {
         if let Some(s) = self.open(&authority) {
             return Ok(s);
         }
-        let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(&host, port))
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(&host, port))
             .await
-            .map_err(|_| "connect timeout".to_owned())??;
+            .unwrap_or_else(|_| Err("no connection within the connect timeout".to_owned()));
+        let sender = connected.inspect_err(|e| tracing::warn!(%authority, error = %e, "vendor connection failed"))?;
         *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some((authority, sender.clone()));
         Ok(sender)
     }
@@ -151,6 +152,17 @@ impl H2Transport {
         });
         Ok(sender)
     }
+}
+
+/// The host (an IPv6 address without its brackets) and port `url` names.
+fn endpoint(url: &url::Url) -> Result<(String, u16), String> {
+    let host = match url.host() {
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        Some(h) => h.to_string(),
+        None => return Err(format!("{url}: no host")),
+    };
+    let port = url.port_or_known_default().ok_or_else(|| format!("{url}: no port"))?;
+    Ok((host, port))
 }
 
 #[cfg(test)]
@@ -277,6 +289,14 @@ mod tests {
         // The connection survives a timed-out stream.
         let (status, ..) = t.send(push(&m), WAIT).await.expect("answered");
         assert_eq!(status, http::StatusCode::OK);
+    }
+
+    #[test]
+    fn the_endpoint_is_host_and_port_with_ipv6_unbracketed() {
+        let e = |u: &str| endpoint(&url::Url::parse(u).unwrap()).unwrap();
+        assert_eq!(e("https://api.push.apple.com/3/device/ab"), ("api.push.apple.com".into(), 443));
+        assert_eq!(e("https://127.0.0.1:8443/3/device/ab"), ("127.0.0.1".into(), 8443));
+        assert_eq!(e("https://[::1]:8443/3/device/ab"), ("::1".into(), 8443));
     }
 
     #[tokio::test]
