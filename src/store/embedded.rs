@@ -200,8 +200,6 @@ fn trace_seq_of(k: &[u8]) -> u64 {
     u64::from_be_bytes(tail.try_into().unwrap_or([0; 8]))
 }
 
-/// The trace key of sequence `seq`: user, `\0`, then `\x01` and 8 big-endian bytes, so that
-/// entries sort by age and never collide with the `#`-prefixed index keys.
 /// The index key from a message to its trace's sequence number.
 fn trace_index_key(user: &UserId, message: &MessageId) -> Vec<u8> {
     key(&[user.as_str(), &format!("#{}", message.as_str())])
@@ -215,6 +213,8 @@ fn trace_counters_key(user: &UserId) -> Vec<u8> {
     k
 }
 
+/// The trace key of sequence `seq`: user, `\0`, then `\x01` and 8 big-endian bytes, so that
+/// entries sort by age and never collide with the `#`-prefixed index keys.
 fn trace_key(user: &UserId, seq: u64) -> Vec<u8> {
     let mut k = user.as_str().as_bytes().to_vec();
     k.push(0);
@@ -488,7 +488,7 @@ impl Store for EmbeddedStore {
         let next = next + 1;
         // Keep the newest `keep`: sequence numbers only grow and entries leave from the oldest
         // end (here or by the sweep), so at most `next - first` entries exist.
-        while next - first > keep.max(1) as u64 {
+        while next.saturating_sub(first) > keep.max(1) as u64 {
             let old = trace_key(user, first);
             if let Some(TraceId { message_id }) = Self::get(&self.traces, &old)? {
                 batch.remove(&self.traces, trace_index_key(user, &message_id));
