@@ -5,7 +5,8 @@
 //! runs each) the APNs fan-out went from 27.6–28.3 k to 31.7–32.2 k pushes/s and from 47–48 to
 //! 39–41 µs of pushd CPU per push; reqwest's pool and per-request layers are a cost an
 //! HTTP/2-only vendor does not need (it multiplexes every push over one connection). The other
-//! vendors keep reqwest. Unlike reqwest this transport ignores `HTTPS_PROXY` (docs/decisions.md).
+//! vendors keep reqwest. Like reqwest, it tunnels through the `HTTPS_PROXY` the environment
+//! names, unless `NO_PROXY` exempts the host ([`super::proxy`]).
 //!
 //! - The connection is made on first use and again once hyper reports it closed (GOAWAY, a
 //!   reset, a failed keep-alive ping); one task connects at a time, the others wait for it.
@@ -23,6 +24,7 @@ use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::actor::TransportSettings;
+use super::proxy::Proxy;
 use super::{Outcome, VendorRequest};
 
 /// How long a new connection may take (TCP, TLS and the HTTP/2 preface).
@@ -36,6 +38,7 @@ pub type Answer = (http::StatusCode, http::HeaderMap, Bytes);
 /// One credential's HTTP/2 connection.
 pub struct H2Transport {
     tls: Arc<rustls::ClientConfig>,
+    proxy: Option<Proxy>,
     /// The open connection and the `host:port` it goes to.
     conn: Mutex<Option<(String, SendRequest<Full<Bytes>>)>>,
     /// Held while connecting: one connection attempt at a time.
@@ -50,8 +53,14 @@ impl std::fmt::Debug for H2Transport {
 
 impl H2Transport {
     /// The TLS setup from the credential's settings: the public web roots plus `extra_roots_pem`,
-    /// and the client certificate of `identity_pem` (certificate chain and key in one PEM).
+    /// and the client certificate of `identity_pem` (certificate chain and key in one PEM); the
+    /// proxy from the environment.
     pub fn new(t: &TransportSettings) -> Result<Self, String> {
+        Self::with_proxy(t, Proxy::from_env()?)
+    }
+
+    /// As [`H2Transport::new`], through `proxy` (or directly).
+    pub fn with_proxy(t: &TransportSettings, proxy: Option<Proxy>) -> Result<Self, String> {
         let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
         for pem in &t.extra_roots_pem {
             for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
@@ -77,7 +86,7 @@ impl H2Transport {
             }
         };
         config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(Self { tls: Arc::new(config), conn: Mutex::new(None), connecting: tokio::sync::Mutex::new(()) })
+        Ok(Self { tls: Arc::new(config), proxy, conn: Mutex::new(None), connecting: tokio::sync::Mutex::new(()) })
     }
 
     /// Sends one request; the answer, or the retry reason of what went wrong.
@@ -128,7 +137,10 @@ impl H2Transport {
     }
 
     async fn connect(&self, host: &str, port: u16) -> Result<SendRequest<Full<Bytes>>, String> {
-        let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| e.to_string())?;
+        let tcp = match self.proxy.as_ref().filter(|p| p.applies_to(host)) {
+            Some(proxy) => proxy.tunnel(host, port).await?,
+            None => tokio::net::TcpStream::connect((host, port)).await.map_err(|e| e.to_string())?,
+        };
         // Without TCP_NODELAY a quiet HTTP/2 connection waits ~40 ms per request (Nagle +
         // delayed ACK); see docs/decisions.md.
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -168,6 +180,7 @@ fn endpoint(url: &url::Url) -> Result<(String, u16), String> {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
+    use std::sync::Mutex;
 
     use http::{HeaderMap, HeaderValue, Method};
 
@@ -289,6 +302,82 @@ mod tests {
         // The connection survives a timed-out stream.
         let (status, ..) = t.send(push(&m), WAIT).await.expect("answered");
         assert_eq!(status, http::StatusCode::OK);
+    }
+
+    /// A CONNECT proxy on loopback: records each request head, answers `answer`, and on a 200
+    /// relays bytes both ways.
+    async fn connect_proxy(answer: &'static str) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let target = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                    seen.lock().expect("heads").push(head);
+                    if client.write_all(answer.as_bytes()).await.is_err() || !answer.starts_with("HTTP/1.1 200") {
+                        return;
+                    }
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        (addr, heads)
+    }
+
+    fn via(mock: &MockApns, proxy: SocketAddr, no_proxy: &str) -> H2Transport {
+        let settings =
+            TransportSettings { http2_only: true, extra_roots_pem: vec![mock.ca_pem().to_owned()], identity_pem: None };
+        let proxy = Proxy::parse(&format!("http://pushd:s%3Acret@{proxy}"), no_proxy).expect("proxy");
+        H2Transport::with_proxy(&settings, Some(proxy)).expect("transport builds")
+    }
+
+    #[tokio::test]
+    async fn pushes_tunnel_through_the_proxy_with_its_credentials_unless_no_proxy_exempts_the_host() {
+        let tls = Arc::new(MockTls::generate().expect("mock CA"));
+        let m = mock(&tls, "127.0.0.1:0".parse().unwrap()).await.expect("mock starts");
+        let (proxy, heads) = connect_proxy("HTTP/1.1 200 Connection established\r\n\r\n").await;
+
+        let t = via(&m, proxy, "");
+        for _ in 0..2 {
+            let (status, ..) = t.send(push(&m), WAIT).await.expect("answered through the proxy");
+            assert_eq!(status, http::StatusCode::OK);
+        }
+        let seen = heads.lock().expect("heads").clone();
+        assert_eq!(seen.len(), 1, "one tunnel serves both pushes: {seen:?}");
+        let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "pushd:s:cret");
+        assert!(seen[0].starts_with(&format!("CONNECT {} HTTP/1.1\r\n", m.addr())), "{}", seen[0]);
+        assert!(seen[0].contains(&format!("Proxy-Authorization: Basic {basic}\r\n")), "{}", seen[0]);
+
+        let direct = via(&m, proxy, "127.0.0.0/8");
+        let (status, ..) = direct.send(push(&m), WAIT).await.expect("answered directly");
+        assert_eq!(status, http::StatusCode::OK);
+        assert_eq!(heads.lock().expect("heads").len(), 1, "NO_PROXY: no second tunnel");
+        assert_eq!(m.received().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_proxy_refusing_the_tunnel_is_a_connect_failure() {
+        let tls = Arc::new(MockTls::generate().expect("mock CA"));
+        let m = mock(&tls, "127.0.0.1:0".parse().unwrap()).await.expect("mock starts");
+        let (proxy, heads) = connect_proxy("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n").await;
+        assert_eq!(reason(via(&m, proxy, "").send(push(&m), WAIT).await), "connect");
+        assert_eq!(heads.lock().expect("heads").len(), 1);
+        assert!(m.received().is_empty());
     }
 
     #[test]

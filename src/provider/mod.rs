@@ -27,6 +27,7 @@ pub mod honor;
 pub mod huawei;
 pub mod meizu;
 pub mod oppo;
+pub mod proxy;
 pub mod retry;
 pub mod vivo;
 pub mod xiaomi;
