@@ -13,13 +13,24 @@ use tokio::net::TcpStream;
 const MAX_HEAD: usize = 8 * 1024;
 
 /// Where to tunnel through, and which hosts go direct.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Proxy {
     /// `host:port` of the proxy.
     addr: String,
     /// `Proxy-Authorization` value, if the URL had credentials.
     auth: Option<String>,
     no_proxy: Vec<String>,
+}
+
+impl std::fmt::Debug for Proxy {
+    /// Never prints the credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("addr", &self.addr)
+            .field("auth", &self.auth.as_ref().map(|_| "<redacted>"))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
 }
 
 impl Proxy {
@@ -31,16 +42,18 @@ impl Proxy {
         Self::parse(&url, &no_proxy).map(Some)
     }
 
-    /// A proxy from its URL and a `NO_PROXY` list.
+    /// A proxy from its URL and a `NO_PROXY` list. Errors never repeat the URL: it may carry a
+    /// password.
     pub fn parse(url: &str, no_proxy: &str) -> Result<Self, String> {
-        let u = url::Url::parse(url).map_err(|e| format!("proxy {url:?}: {e}"))?;
+        const WHAT: &str = "the proxy URL (HTTPS_PROXY or ALL_PROXY)";
+        let u = url::Url::parse(url).map_err(|e| format!("{WHAT}: {e}"))?;
         if u.scheme() != "http" {
-            return Err(format!("proxy {url:?}: only http:// proxies are supported"));
+            return Err(format!("{WHAT}: only http:// proxies are supported, not {}://", u.scheme()));
         }
         let host = match u.host() {
             Some(url::Host::Ipv6(a)) => format!("[{a}]"),
             Some(h) => h.to_string(),
-            None => return Err(format!("proxy {url:?}: no host")),
+            None => return Err(format!("{WHAT}: no host")),
         };
         let addr = format!("{host}:{}", u.port().unwrap_or(80));
         let auth = (!u.username().is_empty()).then(|| {
@@ -137,6 +150,9 @@ mod tests {
         assert_eq!(Proxy::parse("http://10.0.0.1:8080", "").unwrap().auth, None);
         assert!(Proxy::parse("https://proxy.corp:443", "").unwrap_err().contains("only http://"));
         assert!(Proxy::parse("not a url", "").is_err());
+        let err = Proxy::parse("http://user:s3cret@proxy.corp:99999", "").unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(!format!("{p:?}").contains(&basic), "{p:?}");
     }
 
     #[test]
