@@ -25,7 +25,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
-use super::retry_after;
+use super::{oauth2, retry_after};
 use super::{AuthPlan, AuthToken, BuildError, Outcome, Priority, Vendor, VendorPush, VendorRequest};
 use crate::model::{PushType, Timestamp, Token, VendorKind};
 
@@ -38,15 +38,7 @@ pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Lifetime of the assertion: Google accepts at most one hour (`exp - iat ≤ 3600`).
 pub const ASSERTION_LIFETIME: chrono::Duration = chrono::Duration::seconds(3600);
 
-/// Refresh the access token this long before it expires (Google's library: 3 min 45 s).
-pub const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
-
-/// Never schedule a refresh sooner than this, however short-lived the token: keeps a vendor
-/// answering `expires_in: 0` from turning the cache into a loop.
-pub const MIN_REFRESH_AFTER: chrono::Duration = chrono::Duration::seconds(30);
-
-/// Longest access-token life pushd believes (Google issues one hour), in seconds.
-pub const MAX_TOKEN_LIFE_SECS: i64 = 86_400;
+pub use super::oauth2::{MAX_TOKEN_LIFE_SECS, MIN_REFRESH_AFTER, REFRESH_MARGIN};
 
 /// Largest payload FCM accepts for a token message: data keys+values and notification strings.
 pub const PAYLOAD_LIMIT: usize = 4096;
@@ -320,13 +312,6 @@ impl AndroidNotification<'_> {
     }
 }
 
-/// The token endpoint's success answer.
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: i64,
-}
-
 /// Google's error model: `{"error": {code, message, status, details: [...]}}`.
 #[derive(Deserialize)]
 struct ErrorAnswer {
@@ -444,22 +429,8 @@ impl Vendor for Fcm {
     /// it expires (never sooner than [`MIN_REFRESH_AFTER`]). 400/401 (bad key, disabled account)
     /// are Fatal for the credential; 5xx, 429 and an unreadable 200 are transient.
     fn parse_auth(&self, status: StatusCode, body: &[u8], now: Timestamp) -> Result<AuthToken, Outcome> {
-        if status.is_success() {
-            let answer = serde_json::from_slice::<TokenAnswer>(body)
-                .ok()
-                .filter(|a| !a.access_token.is_empty())
-                .ok_or(Outcome::Retry { after: None, reason: "auth_bad_answer" })?;
-            // Capped so that an absurd `expires_in` can neither overflow the clock arithmetic
-            // nor keep a token past what Google ever issues.
-            let life = chrono::Duration::seconds(answer.expires_in.clamp(0, MAX_TOKEN_LIFE_SECS));
-            let refresh_after = (life - REFRESH_MARGIN).max(MIN_REFRESH_AFTER);
-            return Ok(AuthToken { value: answer.access_token, refresh_at: now + refresh_after });
-        }
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            Err(Outcome::Retry { after: None, reason: "auth_unavailable" })
-        } else {
-            Err(Outcome::Fatal { reason: "auth_rejected" })
-        }
+        // Google always states the life: an answer without one is unreadable.
+        oauth2::access_token(status, body, now, None)
     }
 
     fn payload_limit(&self, _push: &VendorPush) -> usize {

@@ -23,22 +23,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::credential::Problem;
 use super::retry_after;
 use super::{AuthPlan, AuthToken, BuildError, Outcome, Vendor, VendorPush, VendorRequest};
 use crate::model::{Timestamp, Token, VendorKind};
 
-/// Refresh the access token this long before it expires (pushd policy, huawei.md §2).
-pub const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
-
-/// Never schedule a refresh sooner than this: a token endpoint answering `expires_in: 0` must
-/// not turn the cache into a loop (Huawei allows 1000 token calls per app per 5 minutes).
-pub const MIN_REFRESH_AFTER: chrono::Duration = chrono::Duration::seconds(30);
-
-/// Longest access-token life pushd believes, in seconds.
-pub const MAX_TOKEN_LIFE_SECS: i64 = 86_400;
+pub use super::oauth2::{MAX_TOKEN_LIFE_SECS, MIN_REFRESH_AFTER, REFRESH_MARGIN};
 
 /// Longest `android.ttl` both accept: 15 days.
 pub const MAX_TTL_SECS: u64 = 1_296_000;
@@ -165,13 +157,6 @@ impl ClickAction {
     pub(crate) const OPEN_APP: Self = Self { kind: 3 };
 }
 
-/// The token endpoint's success answer (extra fields, e.g. Keycloak's, ignored).
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: Option<i64>,
-}
-
 /// The outcome when the body carries no known code: the HTTP status decides.
 fn by_status<V: HmsVendor>(status: StatusCode, headers: &HeaderMap) -> Outcome {
     let retry = |reason| Outcome::Retry { after: retry_after(headers), reason };
@@ -263,25 +248,7 @@ impl<V: HmsVendor> Vendor for V {
     /// A refused client (wrong secret, 4xx) is Fatal for the credential; 5xx, 429 and an
     /// unreadable 200 are transient.
     fn parse_auth(&self, status: StatusCode, body: &[u8], now: Timestamp) -> Result<AuthToken, Outcome> {
-        if status.is_success() {
-            let answer = serde_json::from_slice::<TokenAnswer>(body)
-                .ok()
-                .filter(|a| !a.access_token.is_empty())
-                .ok_or(Outcome::Retry { after: None, reason: "auth_bad_answer" })?;
-            let refresh_after = match answer.expires_in {
-                Some(secs) => chrono::Duration::seconds(secs.clamp(0, MAX_TOKEN_LIFE_SECS)) - REFRESH_MARGIN,
-                None => V::REFRESH_WITHOUT_EXPIRY,
-            };
-            return Ok(AuthToken {
-                value: answer.access_token,
-                refresh_at: now + refresh_after.max(MIN_REFRESH_AFTER),
-            });
-        }
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            Err(Outcome::Retry { after: None, reason: "auth_unavailable" })
-        } else {
-            Err(Outcome::Fatal { reason: "auth_rejected" })
-        }
+        super::oauth2::access_token(status, body, now, Some(V::REFRESH_WITHOUT_EXPIRY))
     }
 
     fn payload_limit(&self, _push: &VendorPush) -> usize {

@@ -26,6 +26,7 @@ mod hms;
 pub mod honor;
 pub mod huawei;
 pub mod meizu;
+pub mod oauth2;
 pub mod oppo;
 pub mod proxy;
 pub mod retry;
