@@ -132,7 +132,7 @@ impl EmbeddedStore {
     }
 
     fn trace_seq(&self, user: &UserId, message: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.traces.get(trace_index_key(user, message)).map_err(err)?.map(|v| v.to_vec()))
+        Ok(self.traces.get(trace_index_key(user.as_str().as_bytes(), message)).map_err(err)?.map(|v| v.to_vec()))
     }
 
     /// Removes the user's trace counters, as in a store written before they existed.
@@ -200,9 +200,13 @@ fn trace_seq_of(k: &[u8]) -> u64 {
     u64::from_be_bytes(tail.try_into().unwrap_or([0; 8]))
 }
 
-/// The index key from a message to its trace's sequence number.
-fn trace_index_key(user: &UserId, message: &MessageId) -> Vec<u8> {
-    key(&[user.as_str(), &format!("#{}", message.as_str())])
+/// The index key from a message to its trace's sequence number: user, `\0`, `#`, message id.
+/// The user comes as bytes, as the sweep reads it from an entry's key.
+fn trace_index_key(user: &[u8], message: &MessageId) -> Vec<u8> {
+    let mut k = user.to_vec();
+    k.extend_from_slice(b"\0#");
+    k.extend_from_slice(message.as_str().as_bytes());
+    k
 }
 
 /// The key of a user's [`TraceCounters`]: `\x02` sorts after the entries (`\x01`) and before
@@ -434,10 +438,7 @@ impl Store for EmbeddedStore {
         }
         for (k, entry) in stale {
             let user_end = k.iter().position(|b| *b == 0).unwrap_or(k.len());
-            let mut index = k[..user_end].to_vec();
-            index.push(0);
-            index.extend_from_slice(format!("#{}", entry.message_id.as_str()).as_bytes());
-            self.traces.remove(index).map_err(err)?;
+            self.traces.remove(trace_index_key(&k[..user_end], &entry.message_id)).map_err(err)?;
             self.traces.remove(k).map_err(err)?;
             swept.traces += 1;
         }
@@ -484,14 +485,18 @@ impl Store for EmbeddedStore {
         let TraceCounters { mut first, next } = self.trace_counters(user)?;
         let mut batch = self.db.batch();
         batch.insert(&self.traces, trace_key(user, next), json(entry)?);
-        batch.insert(&self.traces, trace_index_key(user, &entry.message_id), next.to_be_bytes().to_vec());
+        batch.insert(
+            &self.traces,
+            trace_index_key(user.as_str().as_bytes(), &entry.message_id),
+            next.to_be_bytes().to_vec(),
+        );
         let next = next + 1;
         // Keep the newest `keep`: sequence numbers only grow and entries leave from the oldest
         // end (here or by the sweep), so at most `next - first` entries exist.
         while next.saturating_sub(first) > keep.max(1) as u64 {
             let old = trace_key(user, first);
             if let Some(TraceId { message_id }) = Self::get(&self.traces, &old)? {
-                batch.remove(&self.traces, trace_index_key(user, &message_id));
+                batch.remove(&self.traces, trace_index_key(user.as_str().as_bytes(), &message_id));
                 batch.remove(&self.traces, old);
             }
             first += 1;
