@@ -43,7 +43,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
 use super::auth_cache::AuthCache;
-use super::h2::H2Transport;
+use super::h2::{Answer, H2Transport};
 use super::retry::RetryPolicy;
 use super::{AuthPlan, AuthToken, Outcome, Vendor, VendorPush, VendorRequest};
 use crate::clock::SharedClock;
@@ -652,7 +652,7 @@ impl Shared {
         attempted
     }
 
-    async fn send(&self, r: VendorRequest) -> Result<(http::StatusCode, http::HeaderMap, bytes::Bytes), Outcome> {
+    async fn send(&self, r: VendorRequest) -> Result<Answer, Outcome> {
         let client = match &self.transport {
             Transport::Pooled(client) => client,
             Transport::Http2(h2) => return h2.send(r, self.settings.request_timeout).await,

@@ -212,7 +212,8 @@ mod tests {
         JWT.get_or_init(|| {
             let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
             header.kid = Some("DEMOKEY001".into());
-            let claims = serde_json::json!({"iss": "DEMOTEAM01", "iat": chrono::Utc::now().timestamp()});
+            let iat = crate::clock::Clock::now(&crate::clock::SystemClock).timestamp();
+            let claims = serde_json::json!({"iss": "DEMOTEAM01", "iat": iat});
             let key = jsonwebtoken::EncodingKey::from_ec_pem(APNS_KEY_P8.as_bytes()).expect("demo key");
             jsonwebtoken::encode(&header, &claims, &key).expect("signs")
         })
