@@ -14,11 +14,10 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use pushd::mock_vendor::MockApns;
 use serde_json::json;
 
 use crate::measure::{self, SendTimes};
-use crate::rig::{demo_file, Vendor, APNS_KEY_ID, APNS_TEAM, TOPIC};
+use crate::rig::{demo_file, ApnsTarget, Vendor, TOPIC};
 
 /// What one client run measured.
 pub struct Run {
@@ -34,11 +33,12 @@ impl Run {
     }
 }
 
-fn provider_token() -> anyhow::Result<String> {
+/// A provider token the mock accepts: the demo key, under the team and key id it checks.
+fn provider_token(mock: &ApnsTarget) -> anyhow::Result<String> {
     let key = std::fs::read(demo_file("apns-demo-key.p8"))?;
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some(APNS_KEY_ID.into());
-    let claims = json!({"iss": APNS_TEAM, "iat": chrono::Utc::now().timestamp()});
+    header.kid = Some(mock.key_id.into());
+    let claims = json!({"iss": mock.team, "iat": chrono::Utc::now().timestamp()});
     Ok(jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_pem(&key)?)?)
 }
 
@@ -60,9 +60,9 @@ struct Shape {
 }
 
 impl Shape {
-    fn new(tokens: usize) -> anyhow::Result<Self> {
+    fn new(mock: &ApnsTarget, tokens: usize) -> anyhow::Result<Self> {
         Ok(Self {
-            auth: http::HeaderValue::from_str(&format!("bearer {}", provider_token()?))?,
+            auth: http::HeaderValue::from_str(&format!("bearer {}", provider_token(mock)?))?,
             tokens: (0..tokens.max(1)).map(|u| Vendor::Apns.token(u, 0)).collect(),
         })
     }
@@ -211,10 +211,10 @@ impl Run {
 }
 
 /// Raw hyper: one TLS connection speaking h2, paced by `pace`.
-pub async fn hyper_h2(mock: &MockApns, pace: Pace, duration: Duration, tokens: usize) -> anyhow::Result<Run> {
-    let shape = Arc::new(Shape::new(tokens)?);
+pub async fn hyper_h2(mock: &ApnsTarget, pace: Pace, duration: Duration, tokens: usize) -> anyhow::Result<Run> {
+    let shape = Arc::new(Shape::new(mock, tokens)?);
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut mock.ca_pem().as_bytes()) {
+    for cert in rustls_pemfile::certs(&mut mock.ca_pem.as_bytes()) {
         roots.add(cert?)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -223,13 +223,14 @@ pub async fn hyper_h2(mock: &MockApns, pace: Pace, duration: Duration, tokens: u
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(mock.addr()).await?;
+    let tcp = tokio::net::TcpStream::connect(mock.addr).await?;
     tcp.set_nodelay(true)?;
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
+    let host = mock.url.host_str().unwrap_or("127.0.0.1").trim_matches(['[', ']']).to_owned();
+    let name = rustls::pki_types::ServerName::try_from(host)?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.context("TLS")?;
     let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
     let driver = tokio::spawn(conn);
-    let authority = format!("https://{}", mock.addr());
+    let authority = format!("https://{}", mock.addr);
     let run = drive(pace, duration, u64::MAX, move |n| {
         let (mut sender, shape, authority) = (sender.clone(), shape.clone(), authority.clone());
         async move {
@@ -253,16 +254,16 @@ pub async fn hyper_h2(mock: &MockApns, pace: Pace, duration: Duration, tokens: u
 }
 
 /// reqwest with HTTP/2 prior knowledge (pushd's own client library, without pushd).
-pub async fn reqwest_h2(mock: &MockApns, pace: Pace, duration: Duration, tokens: usize) -> anyhow::Result<Run> {
-    let shape = Arc::new(Shape::new(tokens)?);
+pub async fn reqwest_h2(mock: &ApnsTarget, pace: Pace, duration: Duration, tokens: usize) -> anyhow::Result<Run> {
+    let shape = Arc::new(Shape::new(mock, tokens)?);
     let client = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(mock.ca_pem().as_bytes())?)
+        .add_root_certificate(reqwest::Certificate::from_pem(mock.ca_pem.as_bytes())?)
         .http2_prior_knowledge()
         .tcp_nodelay(true)
         .build()?;
-    let base = mock.url();
+    let base = mock.url.clone();
     Ok(drive(pace, duration, u64::MAX, move |n| {
         let (client, shape) = (client.clone(), shape.clone());
         let url = format!("{}{}", base.as_str().trim_end_matches('/'), shape.path(n));

@@ -8,14 +8,17 @@
 //! pushd-load all            # the whole suite, < 10 min on 2 cores (load-tests/README.md)
 //! pushd-load --smoke all    # a few seconds, tiny numbers (CI: tests/load_smoke.rs)
 //! pushd-load fanout|group|presence|trouble|memory|ceiling
+//! pushd-load --target ready.json fanout   # a running `pushd demo --ready-file ready.json`
 //! ```
 //!
 //! Files: `rig.rs` (mocks, daemon, population, gateway client), `measure.rs` (CPU by thread,
 //! RSS, HDR latency from the mocks' records), `ceiling.rs` (raw hyper and reqwest clients),
-//! `scenarios/` (one file per traffic shape).
+//! `remote.rs` (target mode: a running pushd and mocks), `scenarios/` (one file per traffic
+//! shape).
 
 mod ceiling;
 mod measure;
+mod remote;
 mod rig;
 mod scenarios;
 
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 
-use scenarios::{Ctx, Row, Scale};
+use scenarios::{Ctx, Row, Scale, Targeted};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -69,6 +72,58 @@ struct Cli {
     /// Streams in flight to the mock APNs (pushd's max_in_flight and the raw clients').
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Drive a running pushd instead of starting one: the ready file it wrote
+    /// (`pushd demo|serve --ready-file FILE`: gateway, operator, pid, and for the demo the mocks'
+    /// control endpoint). Its own config applies; the memory scenario needs pushd in-process.
+    #[arg(long, value_name = "FILE")]
+    target: Option<std::path::PathBuf>,
+    /// With --target: the mocks' control endpoint (`pushd mocks` prints it; default: the
+    /// ready file's `mock_control`).
+    #[arg(long, value_name = "ADDR")]
+    mock_control: Option<String>,
+    /// With --target: the gateway API key.
+    #[arg(long, default_value = "demo-key")]
+    api_key: String,
+    /// With --target: credentials are named this plus apns, fcm and huawei.
+    #[arg(long, default_value = "demo-")]
+    credential_prefix: String,
+    /// With --target: allow targets that are not on loopback.
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+/// The running pushd and mocks of `--target`, connected.
+async fn targeted(cli: &Cli, load: &tokio::runtime::Handle) -> anyhow::Result<(rig::Mocks, Targeted)> {
+    let Some(path) = &cli.target else { anyhow::bail!("no --target") };
+    let ready = remote::ReadyFile::read(path)?;
+    let need = |what: &str, v: &Option<String>| {
+        v.clone().ok_or_else(|| anyhow::anyhow!("ready file {}: no {what}", path.display()))
+    };
+    let gateway = remote::address("gateway", &need("gateway", &ready.gateway)?, cli.allow_remote)?;
+    let operator = remote::address("operator", &need("operator", &ready.operator)?, cli.allow_remote)?;
+    let control = match &cli.mock_control {
+        Some(c) => c.clone(),
+        None => ready.mock_control.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "ready file {}: no mock_control; pass --mock-control (pushd mocks prints it)",
+                path.display()
+            )
+        })?,
+    };
+    let mock_control = remote::address("--mock-control", &control, cli.allow_remote)?;
+    let mocks = remote::RemoteMocks::connect(mock_control, cli.allow_remote).await?;
+    let one_process = matches!((mocks.process().await, ready.pid), (Some(p), Some(pid)) if p.pid == pid);
+    let probe = remote::Probe::start(load, operator).await?;
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let target =
+        remote::Target { gateway, api_key: cli.api_key.clone(), credential_prefix: cli.credential_prefix.clone() };
+    let run = format!("L{millis:x}-");
+    println!(
+        "target: pushd at {gateway} (operator {operator}), mocks at {mock_control}{}; ids of this run start with {run}",
+        if one_process { ", one process" } else { "" }
+    );
+    let attached = Default::default();
+    Ok((rig::Mocks::Remote(mocks), Targeted { target, probe, run, attached, one_process }))
 }
 
 /// The whole run may not take longer than this, whatever happens.
@@ -115,16 +170,25 @@ fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let result = actix_rt::System::new().block_on(async {
-        let mocks = rig::Mocks::start(mock.handle(), scale.concurrency.max(100) as u32).await?;
-        let ctx = Ctx { load: load.handle().clone(), mocks, scale, work: work.clone(), ceiling: Default::default() };
+        let (mocks, target) = if cli.target.is_some() {
+            let (mocks, t) = targeted(&cli, load.handle()).await?;
+            (mocks, Some(t))
+        } else {
+            (rig::Mocks::Local(rig::LocalMocks::start(mock.handle(), scale.concurrency.max(100) as u32).await?), None)
+        };
+        let ctx =
+            Ctx { load: load.handle().clone(), mocks, scale, work: work.clone(), ceiling: Default::default(), target };
         let mut rows = Vec::new();
         let r = run(&ctx, &cli, &mut rows).await;
         ctx.mocks.shutdown();
-        r.map(|()| (rows, ctx.ceiling()))
+        if let Some(t) = &ctx.target {
+            remote::stop(&t.probe);
+        }
+        r.map(|()| (rows, ctx.ceiling(), ctx.target.as_ref().is_some_and(|t| t.one_process)))
     });
     let _ = std::fs::remove_dir_all(&work);
-    let (rows, ceiling) = result?;
-    print_table(&rows, ceiling, started.elapsed(), &cli);
+    let (rows, ceiling, one_process) = result?;
+    print_table(&rows, ceiling, started.elapsed(), &cli, one_process);
     load.shutdown_timeout(Duration::from_secs(1));
     mock.shutdown_timeout(Duration::from_secs(1));
     if rows.iter().any(|r| r.note.contains("NOT DRAINED")) {
@@ -137,13 +201,20 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(ctx: &Ctx, cli: &Cli, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let stores: &[&'static str] = match cli.store {
-        Stores::Memory => &["memory"],
-        Stores::Embedded => &["embedded"],
-        Stores::Both => &["memory", "embedded"],
+    let stores: &[&'static str] = match (cli.target.is_some(), cli.store) {
+        // A target runs the store its config says; its rows are labelled `target`.
+        (true, _) => &["target"],
+        (false, Stores::Memory) => &["memory"],
+        (false, Stores::Embedded) => &["embedded"],
+        (false, Stores::Both) => &["memory", "embedded"],
     };
     let want = |s: Scenario| cli.scenario.iter().any(|c| *c == Scenario::All || *c == s);
-    if want(Scenario::Memory) {
+    if want(Scenario::Memory) && ctx.target.is_some() {
+        if cli.scenario.contains(&Scenario::Memory) {
+            anyhow::bail!("the memory scenario measures pushd's heap in-process; it does not run with --target");
+        }
+        println!("== memory: skipped (it measures pushd's heap in-process, not with --target)");
+    } else if want(Scenario::Memory) {
         // First, on a fresh heap: RSS growth is only meaningful before other scenarios leave
         // freed memory the allocator would hand out again. Operators run the embedded store;
         // the in-memory one is for comparison.
@@ -163,13 +234,13 @@ async fn run(ctx: &Ctx, cli: &Cli, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             println!("== offline fan-out ({store} store)");
             scenarios::fanout::run(ctx, rows, store, "commit").await?;
         }
-        if stores.contains(&"embedded") {
+        if stores.contains(&"embedded") && ctx.target.is_none() {
             // The operator's knob for latency: acknowledge once the OS has the write.
             println!("== offline fan-out (embedded store, sync = interval)");
             scenarios::fanout::run(ctx, rows, "embedded", "interval").await?;
         }
         println!("== offline fan-out, three vendors");
-        scenarios::fanout::mixed(ctx, rows).await?;
+        scenarios::fanout::mixed(ctx, rows, if ctx.target.is_some() { "target" } else { "memory" }).await?;
         println!("== ceiling (after)");
         scenarios::fanout::ceiling(ctx, rows, "after").await?;
     }
@@ -187,7 +258,7 @@ async fn run(ctx: &Ctx, cli: &Cli, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     }
     if want(Scenario::Trouble) {
         println!("== vendor trouble");
-        scenarios::trouble::run(ctx, rows).await?;
+        scenarios::trouble::run(ctx, rows, if ctx.target.is_some() { "target" } else { "memory" }).await?;
     }
     Ok(())
 }
@@ -200,7 +271,7 @@ fn fmt_ms(v: f64) -> String {
     }
 }
 
-fn print_table(rows: &[Row], ceiling: Option<f64>, took: Duration, cli: &Cli) {
+fn print_table(rows: &[Row], ceiling: Option<f64>, took: Duration, cli: &Cli, one_process: bool) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!();
     println!(
@@ -211,6 +282,13 @@ fn print_table(rows: &[Row], ceiling: Option<f64>, took: Duration, cli: &Cli) {
         took.as_secs_f64(),
         if cli.smoke { " (smoke: numbers mean nothing)" } else { "" }
     );
+    if let Some(t) = &cli.target {
+        println!(
+            "target: the pushd of {} (store `target`: whatever its config says); CPU from its /metrics{}",
+            t.display(),
+            if one_process { "; pushd and the mocks are one process, so pushd's CPU includes the mocks'" } else { "" }
+        );
+    }
     println!();
     println!("| scenario | store | pushes | per s | p50 ms | p99 ms | p99.9 ms | CPU pushd / mock / load (cores) | peak RSS MiB | notes |");
     println!("|---|---|---:|---:|---:|---:|---:|---|---:|---|");

@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use pushd::mock_vendor::{MockServer, Received};
+use pushd::mock_vendor::Received;
 use serde_json::Value;
 
 /// CPU seconds used so far by pushd, the mocks and the load generator (thread-name prefixes
@@ -45,6 +45,11 @@ impl Cpu {
             }
         }
         cpu
+    }
+
+    /// Every part together (the whole process).
+    pub fn total(self) -> f64 {
+        self.pushd + self.mock + self.load
     }
 
     /// Cores used between `earlier` and now over `wall`.
@@ -145,12 +150,57 @@ fn message_id(body: &Value) -> Option<String> {
     }
 }
 
-/// Tokens a request addressed (Huawei batches several).
-fn token_count(r: &Received) -> u64 {
-    if r.vendor == "huawei" {
-        pushd::mock_vendor::huawei::tokens_of(&r.body).len().max(1) as u64
-    } else {
-        1
+/// One request a mock recorded, as the harness needs it, whether the mock runs in this process
+/// or behind a control endpoint.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub vendor: String,
+    pub status: u16,
+    /// A token-endpoint call (FCM, Huawei OAuth) rather than a push.
+    pub auth_call: bool,
+    /// Tokens addressed (Huawei batches several).
+    pub tokens: u64,
+    pub message_id: Option<String>,
+    /// When the mock decided its answer, on this process's clock.
+    pub answered: Instant,
+}
+
+impl Record {
+    /// From a mock's record; `started` is the instant its `at_us` counts from.
+    pub fn of(vendor: &str, path: Option<&str>, status: u16, body: &Value, answered: Instant) -> Self {
+        let tokens =
+            if vendor == "huawei" { pushd::mock_vendor::huawei::tokens_of(body).len().max(1) as u64 } else { 1 };
+        Self {
+            vendor: vendor.to_owned(),
+            status,
+            auth_call: path.is_some_and(|p| p.ends_with("/token")),
+            tokens,
+            message_id: message_id(body),
+            answered,
+        }
+    }
+
+    /// From an in-process mock's record.
+    pub fn local(r: &Received, started: Instant) -> Self {
+        let path = r.headers.get(":path").map(String::as_str);
+        Self::of(r.vendor, path, r.status, &r.body, started + Duration::from_micros(r.at_us))
+    }
+}
+
+/// This process's clock at one wall-clock moment, to place another process's wall-clock
+/// timestamps (a remote mock's records) on it. Both clocks are read once, together.
+fn anchor() -> (Instant, SystemTime) {
+    static ANCHOR: std::sync::OnceLock<(Instant, SystemTime)> = std::sync::OnceLock::new();
+    *ANCHOR.get_or_init(|| (Instant::now(), SystemTime::now()))
+}
+
+/// The instant of a wall-clock time in microseconds since the Unix epoch.
+pub fn instant_of_unix_us(us: u64) -> Instant {
+    let (at, wall) = anchor();
+    let then = UNIX_EPOCH + Duration::from_micros(us);
+    match then.duration_since(wall) {
+        Ok(after) => at + after,
+        Err(before) => at.checked_sub(before.duration()).unwrap_or(at),
     }
 }
 
@@ -158,11 +208,11 @@ fn token_count(r: &Received) -> u64 {
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
     /// Pushes answered 200 (counting each token of a batch), per vendor.
-    pub delivered: HashMap<&'static str, u64>,
+    pub delivered: HashMap<String, u64>,
     /// Requests answered otherwise (scripted trouble, retries to come).
     pub refused: u64,
     pub requests: u64,
-    /// The last delivery, since the collector's base.
+    /// The last delivery.
     pub last: Option<Instant>,
 }
 
@@ -172,7 +222,7 @@ impl Tally {
     }
 }
 
-/// Drains the mocks' records at a bounded rate, turning each into a latency sample.
+/// Turns the mocks' records into latency samples and tallies.
 pub struct Collector {
     pub latency: Histogram<u64>,
     pub tally: Tally,
@@ -182,43 +232,27 @@ pub struct Collector {
 
 impl Collector {
     pub fn new(prefix: &str, times: Arc<SendTimes>) -> Self {
-        Self {
-            // 1 µs to 10 min, 3 significant digits.
-            latency: latency_histogram(),
-            tally: Tally::default(),
-            prefix: format!("{prefix}-"),
-            times,
-        }
+        Self { latency: latency_histogram(), tally: Tally::default(), prefix: format!("{prefix}-"), times }
     }
 
-    /// Takes what `mocks` recorded since the last call.
-    pub fn drain<'a>(&mut self, mocks: impl IntoIterator<Item = &'a MockServer>) {
-        for mock in mocks {
-            let start = mock.started_at();
-            for r in mock.take_received() {
-                self.tally.requests += 1;
-                if r.status != 200 || is_auth_call(&r) {
-                    self.tally.refused += u64::from(r.status != 200);
-                    continue;
-                }
-                let n = token_count(&r);
-                *self.tally.delivered.entry(r.vendor).or_default() += n;
-                let answered = start + Duration::from_micros(r.at_us);
-                self.tally.last = Some(self.tally.last.map_or(answered, |l| l.max(answered)));
-                let Some(id) = message_id(&r.body) else { continue };
-                let Some(num) = id.strip_prefix(&self.prefix).and_then(|s| s.parse::<usize>().ok()) else { continue };
-                if let Some(sent) = self.times.get(num) {
-                    let us = u64::try_from(answered.saturating_duration_since(sent).as_micros()).unwrap_or(u64::MAX);
-                    let _ = self.latency.record_n(us.max(1), n);
-                }
+    /// Counts records taken from the mocks.
+    pub fn ingest(&mut self, records: impl IntoIterator<Item = Record>) {
+        for r in records {
+            self.tally.requests += 1;
+            if r.status != 200 || r.auth_call {
+                self.tally.refused += u64::from(r.status != 200);
+                continue;
+            }
+            *self.tally.delivered.entry(r.vendor).or_default() += r.tokens;
+            self.tally.last = Some(self.tally.last.map_or(r.answered, |l| l.max(r.answered)));
+            let Some(id) = r.message_id else { continue };
+            let Some(num) = id.strip_prefix(&self.prefix).and_then(|s| s.parse::<usize>().ok()) else { continue };
+            if let Some(sent) = self.times.get(num) {
+                let us = u64::try_from(r.answered.saturating_duration_since(sent).as_micros()).unwrap_or(u64::MAX);
+                let _ = self.latency.record_n(us.max(1), r.tokens);
             }
         }
     }
-}
-
-/// A record of a token-endpoint call (FCM, Huawei OAuth) rather than a push.
-fn is_auth_call(r: &Received) -> bool {
-    r.headers.get(":path").is_some_and(|p| p.ends_with("/token"))
 }
 
 /// Samples RSS every 50 ms while a scenario runs and keeps the highest (a second opinion next

@@ -6,15 +6,20 @@
 //! on its own (actix arbiters, actix-web workers, the store's sync thread).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use pushd::mock_vendor::huawei::{MockHuawei, MockHuaweiConfig};
+use pushd::mock_vendor::MockRule;
 use pushd::mock_vendor::{MockApns, MockApnsConfig, MockFcm, MockFcmConfig, MockServer, MockTls};
 use pushd::{Listeners, Running};
 use serde_json::{json, Value};
 use tokio::runtime::Handle;
+
+use crate::measure::Record;
+use crate::remote::{Probe, RemoteMocks, Target};
 
 pub const API_KEY: &str = "load-key";
 pub const APNS_TEAM: &str = "TEAM123456";
@@ -37,11 +42,13 @@ pub enum Vendor {
 }
 
 impl Vendor {
-    pub fn credential(self) -> &'static str {
+    /// The mock's name (`Received::vendor`, the control routes); credentials are named
+    /// `<prefix><name>`.
+    pub fn name(self) -> &'static str {
         match self {
-            Vendor::Apns => "load-apns",
-            Vendor::Fcm => "load-fcm",
-            Vendor::Huawei => "load-huawei",
+            Vendor::Apns => "apns",
+            Vendor::Fcm => "fcm",
+            Vendor::Huawei => "huawei",
         }
     }
 
@@ -83,20 +90,125 @@ impl Population {
     }
 }
 
-pub fn user_id(i: usize) -> String {
-    format!("u{i}")
+/// User `i` of a daemon whose ids start with `ns` (empty for a daemon of its own; a running
+/// target keeps what earlier runs left, so each run and scenario gets its own namespace).
+pub fn user_id(ns: &str, i: usize) -> String {
+    format!("{ns}u{i}")
+}
+
+/// The mocks a run uses: started here, or running elsewhere behind their control endpoint.
+#[derive(Clone)]
+pub enum Mocks {
+    Local(LocalMocks),
+    Remote(RemoteMocks),
+}
+
+/// What the raw clients need to reach the mock APNs.
+#[derive(Debug, Clone)]
+pub struct ApnsTarget {
+    pub addr: SocketAddr,
+    pub url: url::Url,
+    pub ca_pem: String,
+    /// The team and key the mock checks provider tokens against (signed with the demo key).
+    pub team: &'static str,
+    pub key_id: &'static str,
+}
+
+/// The demo mocks' APNs team and key (config/demo.toml), which `pushd demo|mocks` check.
+const DEMO_APNS_TEAM: &str = "DEMOTEAM01";
+const DEMO_APNS_KEY_ID: &str = "DEMOKEY001";
+
+impl Mocks {
+    /// Forgets what was recorded and every rule (between scenarios).
+    pub async fn reset(&self) -> anyhow::Result<()> {
+        match self {
+            Mocks::Local(m) => {
+                m.reset();
+                Ok(())
+            }
+            Mocks::Remote(m) => m.reset().await,
+        }
+    }
+
+    /// Removes and returns what the mocks recorded since the last call.
+    pub async fn take(&self) -> anyhow::Result<Vec<Record>> {
+        match self {
+            Mocks::Local(m) => Ok(m
+                .all()
+                .iter()
+                .flat_map(|(_, mock)| {
+                    let started = mock.started_at();
+                    mock.take_received().into_iter().map(move |r| Record::local(&r, started))
+                })
+                .collect()),
+            Mocks::Remote(m) => m.take().await,
+        }
+    }
+
+    /// Scripts an answer at one vendor's mock.
+    pub async fn script(&self, vendor: Vendor, rule: MockRule) -> anyhow::Result<()> {
+        match self {
+            Mocks::Local(m) => {
+                m.get(vendor).script(rule);
+                Ok(())
+            }
+            Mocks::Remote(m) => m.script(vendor.name(), &rule).await,
+        }
+    }
+
+    pub fn apns(&self) -> anyhow::Result<ApnsTarget> {
+        match self {
+            Mocks::Local(m) => Ok(ApnsTarget {
+                addr: m.apns.addr(),
+                url: m.apns.url(),
+                ca_pem: m.apns.ca_pem().to_owned(),
+                team: APNS_TEAM,
+                key_id: APNS_KEY_ID,
+            }),
+            Mocks::Remote(m) => {
+                let info = m.info("apns")?;
+                let addr = info
+                    .url
+                    .socket_addrs(|| Some(443))?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| anyhow!("mock apns url {} has no address", info.url))?;
+                Ok(ApnsTarget {
+                    addr,
+                    url: info.url.clone(),
+                    ca_pem: info.ca_pem.clone(),
+                    team: DEMO_APNS_TEAM,
+                    key_id: DEMO_APNS_KEY_ID,
+                })
+            }
+        }
+    }
+
+    /// The mocks started here, for what only in-process mocks allow (starting a daemon on them).
+    pub fn local(&self) -> anyhow::Result<&LocalMocks> {
+        match self {
+            Mocks::Local(m) => Ok(m),
+            Mocks::Remote(_) => Err(anyhow!("this needs the mocks in-process (not with --target)")),
+        }
+    }
+
+    pub fn shutdown(&self) {
+        if let Mocks::Local(m) = self {
+            m.shutdown();
+        }
+    }
 }
 
 /// The three mocks, running on the mock runtime.
 #[derive(Clone)]
-pub struct Mocks {
+pub struct LocalMocks {
     pub apns: MockApns,
     pub fcm: MockFcm,
     pub huawei: MockHuawei,
     pub tls: Arc<MockTls>,
 }
 
-impl Mocks {
+impl LocalMocks {
     /// Starts the mocks on `rt` (their connection tasks stay there).
     pub async fn start(rt: &Handle, apns_streams: u32) -> anyhow::Result<Self> {
         let tls = Arc::new(MockTls::generate()?);
@@ -125,6 +237,14 @@ impl Mocks {
 
     pub fn all(&self) -> [(Vendor, &MockServer); 3] {
         [(Vendor::Apns, &self.apns), (Vendor::Fcm, &self.fcm), (Vendor::Huawei, &self.huawei)]
+    }
+
+    pub fn get(&self, vendor: Vendor) -> &MockServer {
+        match vendor {
+            Vendor::Apns => &self.apns,
+            Vendor::Fcm => &self.fcm,
+            Vendor::Huawei => &self.huawei,
+        }
     }
 
     /// Forgets what was recorded and every rule (between scenarios).
@@ -172,16 +292,29 @@ impl Default for DaemonOptions {
     }
 }
 
-/// A running pushd with the client that talks to it.
+/// A pushd the harness drives: one it started in-process, or a running target.
 pub struct Daemon {
-    pub running: Running,
     pub base: String,
     pub http: reqwest::Client,
+    /// User and message ids of this daemon start with this ([`user_id`]).
+    pub ns: Arc<str>,
+    api_key: Arc<str>,
+    credential_prefix: Arc<str>,
+    kind: Kind,
+}
+
+enum Kind {
+    Local(Running),
+    Remote(Arc<Probe>),
+}
+
+fn gateway_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build().context("gateway client")
 }
 
 impl Daemon {
-    /// Starts pushd in the current actix system, its data in `dir`.
-    pub async fn start(mocks: &Mocks, dir: &std::path::Path, o: &DaemonOptions) -> anyhow::Result<Self> {
+    /// Starts pushd in the current actix system against the local mocks, its data in `dir`.
+    pub async fn start(mocks: &LocalMocks, dir: &std::path::Path, o: &DaemonOptions) -> anyhow::Result<Self> {
         let ca_path = dir.join("mock-ca.pem");
         std::fs::write(&ca_path, &mocks.tls.ca_pem)?;
         let toml = format!(
@@ -256,36 +389,85 @@ impl Daemon {
         let store = pushd::store::open(&settings).map_err(|e| anyhow!("store: {e}"))?;
         let clock: pushd::clock::SharedClock = Arc::new(pushd::clock::SystemClock);
         let running = pushd::run(settings, Listeners::loopback()?, store, clock).await?;
-        let base = format!("http://{}", running.gateway_addr);
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            .build()
-            .context("gateway client")?;
-        Ok(Self { running, base, http })
+        Ok(Self {
+            base: format!("http://{}", running.gateway_addr),
+            http: gateway_client()?,
+            ns: "".into(),
+            api_key: API_KEY.into(),
+            credential_prefix: "load-".into(),
+            kind: Kind::Local(running),
+        })
     }
 
-    /// Accepted (message, recipient) pairs not done yet.
+    /// The running target, its ids under `ns`.
+    pub fn attach(target: &Target, probe: Arc<Probe>, ns: String) -> anyhow::Result<Self> {
+        Ok(Self {
+            base: format!("http://{}", target.gateway),
+            http: gateway_client()?,
+            ns: ns.into(),
+            api_key: target.api_key.as_str().into(),
+            credential_prefix: target.credential_prefix.as_str().into(),
+            kind: Kind::Remote(probe),
+        })
+    }
+
+    /// The in-process daemon, for what only it allows (reading its registry).
+    pub fn running(&self) -> anyhow::Result<&Running> {
+        match &self.kind {
+            Kind::Local(r) => Ok(r),
+            Kind::Remote(_) => Err(anyhow!("this needs pushd in-process (not with --target)")),
+        }
+    }
+
+    /// Accepted (message, recipient) pairs not done yet (for a target: as of its last scrape).
     pub fn pending(&self) -> usize {
-        self.running.registry.services().pending()
+        match &self.kind {
+            Kind::Local(r) => r.registry.services().pending(),
+            Kind::Remote(p) => p.pending(),
+        }
+    }
+
+    /// The backlog as a function load tasks can call.
+    pub fn backlog(&self) -> Arc<dyn Fn() -> usize + Send + Sync> {
+        match &self.kind {
+            Kind::Local(r) => {
+                let services = r.registry.services().clone();
+                Arc::new(move || services.pending())
+            }
+            Kind::Remote(p) => {
+                let p = p.clone();
+                Arc::new(move || p.pending())
+            }
+        }
     }
 
     /// Waits (bounded) until every accepted message has its final vendor answers.
     pub async fn drained(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
-        while self.pending() > 0 {
+        loop {
+            let pending = match &self.kind {
+                Kind::Local(_) => self.pending(),
+                Kind::Remote(p) => match p.fresh_pending(deadline - tokio::time::Instant::now()).await {
+                    Some(n) => n,
+                    None => return false,
+                },
+            };
+            if pending == 0 {
+                return true;
+            }
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        true
     }
 
-    /// Stops pushd and prints what the process keeps afterwards (freed heap returned first).
+    /// Stops an in-process pushd and prints what the process keeps afterwards (freed heap
+    /// returned first). A target keeps running.
     pub async fn stop(self) {
-        let registry = Arc::downgrade(&self.running.registry);
-        self.running.stop().await;
+        let Kind::Local(running) = self.kind else { return };
+        let registry = Arc::downgrade(&running.registry);
+        running.stop().await;
         drop(self.http);
         crate::measure::trim_heap();
         println!(
@@ -301,11 +483,31 @@ impl Daemon {
 pub struct Gateway {
     pub base: Arc<str>,
     pub http: reqwest::Client,
+    /// The daemon's id namespace ([`user_id`]).
+    pub ns: Arc<str>,
+    api_key: Arc<str>,
+    credential_prefix: Arc<str>,
 }
 
 impl Gateway {
     pub fn of(d: &Daemon) -> Self {
-        Self { base: d.base.as_str().into(), http: d.http.clone() }
+        Self {
+            base: d.base.as_str().into(),
+            http: d.http.clone(),
+            ns: d.ns.clone(),
+            api_key: d.api_key.clone(),
+            credential_prefix: d.credential_prefix.clone(),
+        }
+    }
+
+    /// User `i` of this daemon.
+    pub fn user(&self, i: usize) -> String {
+        user_id(&self.ns, i)
+    }
+
+    /// The credential name of a vendor on this daemon.
+    pub fn credential(&self, vendor: Vendor) -> String {
+        format!("{}{}", self.credential_prefix, vendor.name())
     }
 
     /// Sends a request; returns status and body.
@@ -315,7 +517,7 @@ impl Gateway {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<(u16, Vec<u8>)> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(API_KEY);
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&*self.api_key);
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }
@@ -353,8 +555,8 @@ pub async fn register(gw: &Gateway, pop: Population, from: usize, to: usize, con
     let jobs: Vec<(String, Value)> = (from..to)
         .flat_map(|u| {
             pop.devices(u).into_iter().enumerate().map(move |(d, (device, vendor))| {
-                let body = json!({"credential": vendor.credential(), "token": vendor.token(u, d), "locale": "en"});
-                (format!("/v1/users/{}/devices/{device}", user_id(u)), body)
+                let body = json!({"credential": gw.credential(vendor), "token": vendor.token(u, d), "locale": "en"});
+                (format!("/v1/users/{}/devices/{device}", gw.user(u)), body)
             })
         })
         .collect();

@@ -11,30 +11,37 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{backlog_of, post_max, post_rate, Ctx, MakeMessage, Measured, Row};
+use super::{post_max, post_rate, Ctx, MakeMessage, Measured, Row};
 use crate::ceiling::{self, Pace};
-use crate::measure::{self, Cpu};
+use crate::measure;
 use crate::rig::{on, register, DaemonOptions, Gateway, Population};
 
-fn one_to_one(prefix: &'static str, users: usize) -> MakeMessage {
-    Arc::new(move |n| {
-        let u = n % users;
-        let s = (n / users) % 97;
-        format!(
-            r#"{{"id":"{prefix}-{n}","from":{{"id":"s{s}","name":"Sender {s}"}},"conversation":{{"id":"c-{u}","type":"single"}},"to":["u{u}"],"kind":"text","text":"Are we still on for lunch at noon? ({n})"}}"#
-        )
-    })
+/// 1:1 messages `<prefix>-<n>` to the gateway's users `0..users` (ids in its namespace), and
+/// the prefix to time them by.
+fn one_to_one(gw: &Gateway, prefix: &str, users: usize) -> (String, MakeMessage) {
+    let (prefix, ns) = (format!("{}{prefix}", gw.ns), gw.ns.clone());
+    let make: MakeMessage = {
+        let prefix = prefix.clone();
+        Arc::new(move |n| {
+            let u = n % users;
+            let s = (n / users) % 97;
+            format!(
+                r#"{{"id":"{prefix}-{n}","from":{{"id":"s{s}","name":"Sender {s}"}},"conversation":{{"id":"c-{u}","type":"single"}},"to":["{ns}u{u}"],"kind":"text","text":"Are we still on for lunch at noon? ({n})"}}"#
+            )
+        })
+    };
+    (prefix, make)
 }
 
 /// Measures the raw clients and adds their rows; remembers the hyper figure for the ratio.
 pub async fn ceiling(ctx: &Ctx, rows: &mut Vec<Row>, when: &str) -> anyhow::Result<()> {
     let conc = ctx.scale.concurrency;
     for client in [Client::Hyper, Client::Reqwest] {
-        ctx.mocks.reset();
-        measure::reset_peak_rss();
-        let (cpu0, t0) = (Cpu::now(), Instant::now());
+        ctx.mocks.reset().await?;
+        ctx.reset_peak_rss();
+        let (cpu0, t0) = (ctx.cpu_now().await, Instant::now());
         let run = client.run(ctx, Pace::Closed(conc)).await?;
-        let cpu = Cpu::now().cores_since(cpu0, t0.elapsed());
+        let cpu = ctx.cpu_now().await.cores_since(cpu0, t0.elapsed());
         if client == Client::Hyper {
             ctx.ceiling.lock().unwrap_or_else(|p| p.into_inner()).push(run.per_sec());
         }
@@ -48,10 +55,10 @@ pub async fn ceiling(ctx: &Ctx, rows: &mut Vec<Row>, when: &str) -> anyhow::Resu
             p99: measure::ms(&run.latency, 0.99),
             p999: measure::ms(&run.latency, 0.999),
             cpu,
-            peak_rss: measure::peak_rss(),
+            peak_rss: ctx.peak_rss(),
             note: format!("{conc} streams on one connection; latency = request round trip"),
         });
-        ctx.mocks.reset();
+        ctx.mocks.reset().await?;
     }
     Ok(())
 }
@@ -60,9 +67,9 @@ pub async fn ceiling(ctx: &Ctx, rows: &mut Vec<Row>, when: &str) -> anyhow::Resu
 /// mock's record of the request): what the machine and the mock give at that rate without pushd.
 async fn raw_at_rate(ctx: &Ctx, rows: &mut Vec<Row>, rate: f64) -> anyhow::Result<()> {
     for client in [Client::Hyper, Client::Reqwest] {
-        let m = Measured::begin(ctx, "raw", (rate * ctx.scale.phase.as_secs_f64() * 1.2) as usize + 10);
+        let m = Measured::begin(ctx, "raw", (rate * ctx.scale.phase.as_secs_f64() * 1.2) as usize + 10).await?;
         let run = client.run(ctx, Pace::Rate(rate, m.times.clone())).await?;
-        let mut row = m.finish(&format!("ceiling: {} at {rate:.0} requests/s", client.name()), "-").await;
+        let mut row = m.finish(ctx, &format!("ceiling: {} at {rate:.0} requests/s", client.name()), "-").await?;
         row.note = format!(
             "open loop, released every 2 ms like pushd's half-rate phase; latency = send → the mock's record \
              (round trip p50 {:.2} / p99 {:.2} ms); {} failed",
@@ -92,7 +99,7 @@ impl Client {
 
     /// One phase of this client at the mock APNs, on the load runtime.
     async fn run(self, ctx: &Ctx, pace: Pace) -> anyhow::Result<ceiling::Run> {
-        let (apns, phase, users) = (ctx.mocks.apns.clone(), ctx.scale.phase, ctx.scale.users);
+        let (apns, phase, users) = (ctx.mocks.apns()?, ctx.scale.phase, ctx.scale.users);
         on(&ctx.load, async move {
             match self {
                 Client::Hyper => ceiling::hyper_h2(&apns, pace, phase, users).await,
@@ -122,15 +129,16 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str, sync: &'st
     println!("  registered {} iPhones in {:.1} s", s.users, t.elapsed().as_secs_f64());
 
     // Max rate: closed loop, bounded by count and by one phase.
-    let m = Measured::begin(ctx, "fo", s.max_messages);
+    let (prefix, make) = one_to_one(&gw, "fo", s.users);
+    let m = Measured::begin(ctx, &prefix, s.max_messages).await?;
     let sent = {
-        let (gw, times, make) = (gw.clone(), m.times.clone(), one_to_one("fo", s.users));
-        let backlog = (backlog_of(&daemon), 4 * s.concurrency);
+        let (gw, times) = (gw.clone(), m.times.clone());
+        let backlog = (daemon.backlog(), 4 * s.concurrency);
         on(&ctx.load, async move { post_max(&gw, &times, 0..s.max_messages, 100, 4, s.phase, backlog, make).await })
             .await?
     };
     let drained = daemon.drained(Duration::from_secs(60)).await;
-    let mut row = m.finish("offline fan-out, max rate (APNs)", label).await;
+    let mut row = m.finish(ctx, "offline fan-out, max rate (APNs)", label).await?;
     let max_rate = row.per_sec;
     if let Some(c) = ctx.ceiling() {
         row.note = format!("ratio {:.2} of raw hyper ({:.0}/s); {sent} messages; {}", max_rate / c, c, row.note);
@@ -146,15 +154,16 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str, sync: &'st
     // Half of the max rate, open loop: the latency figure.
     let rate = (max_rate / 2.0).max(10.0);
     let capacity = (rate * s.phase.as_secs_f64() * 1.2) as usize + 10;
-    let m = Measured::begin(ctx, "fr", capacity);
+    let (prefix, make) = one_to_one(&gw, "fr", s.users);
+    let m = Measured::begin(ctx, &prefix, capacity).await?;
     let times = m.times.clone();
     let posted = {
-        let (gw, times, make) = (gw.clone(), m.times.clone(), one_to_one("fr", s.users));
+        let (gw, times) = (gw.clone(), m.times.clone());
         on(&ctx.load, async move { post_rate(&gw, &times, 0..capacity, rate, s.phase, make).await }).await?
     };
     let drained = daemon.drained(Duration::from_secs(60)).await;
-    let mut row = m.finish(&format!("offline fan-out, 50 % of max ({rate:.0} msg/s)"), label).await;
-    let split = split_note(&gw, &times, posted.sent, s.users).await;
+    let mut row = m.finish(ctx, &format!("offline fan-out, 50 % of max ({rate:.0} msg/s)"), label).await?;
+    let split = split_note(&gw, &prefix, &times, posted.sent, s.users).await;
     row.note = format!(
         "{} messages; target p99 <= 5 ms; {}; {split}; {}{}",
         posted.sent,
@@ -176,24 +185,25 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str, sync: &'st
 }
 
 /// Max-rate fan-out to users with two phones on three vendors.
-pub async fn mixed(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+pub async fn mixed(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow::Result<()> {
     let s = ctx.scale;
     let users = s.users / 2;
-    let daemon = ctx.daemon("fanout-mixed", &DaemonOptions::default()).await?;
+    let daemon = ctx.daemon("fanout-mixed", &DaemonOptions { store, ..DaemonOptions::default() }).await?;
     let gw = Gateway::of(&daemon);
     {
         let gw = gw.clone();
         on(&ctx.load, async move { register(&gw, Population::Mixed, 0, users, 64).await }).await?;
     }
     let count = s.max_messages / 2;
-    let m = Measured::begin(ctx, "fm", count);
+    let (prefix, make) = one_to_one(&gw, "fm", users);
+    let m = Measured::begin(ctx, &prefix, count).await?;
     let sent = {
-        let (gw, times, make) = (gw.clone(), m.times.clone(), one_to_one("fm", users));
-        let backlog = (backlog_of(&daemon), 4 * s.concurrency);
+        let (gw, times) = (gw.clone(), m.times.clone());
+        let backlog = (daemon.backlog(), 4 * s.concurrency);
         on(&ctx.load, async move { post_max(&gw, &times, 0..count, 100, 4, s.phase, backlog, make).await }).await?
     };
     let drained = daemon.drained(Duration::from_secs(60)).await;
-    let mut row = m.finish("offline fan-out, max rate (APNs + FCM + Huawei)", "memory").await;
+    let mut row = m.finish(ctx, "offline fan-out, max rate (APNs + FCM + Huawei)", store).await?;
     row.note = format!("{sent} messages, 2 devices each; {}{}", row.note, if drained { "" } else { "; NOT DRAINED" });
     println!("  mixed: {:.0} pushes/s", row.per_sec);
     rows.push(row);
@@ -204,17 +214,18 @@ pub async fn mixed(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
 /// Where the half-rate latency goes, from the traces of about 1000 of its messages:
 /// send → decided (intake, hand-off to the session, decision) and decided → the vendor's answer
 /// recorded (provider, HTTP/2, mock, answer back). Wall clocks of one host.
-async fn split_note(gw: &Gateway, times: &measure::SendTimes, sent: usize, users: usize) -> String {
+async fn split_note(gw: &Gateway, prefix: &str, times: &measure::SendTimes, sent: usize, users: usize) -> String {
     let step = (sent / 1000).max(1);
     let (mut to_decided, mut to_answer) = (measure::latency_histogram(), measure::latency_histogram());
     for n in (0..sent).step_by(step) {
         let (Some(sent_at), u) = (times.wall(n), n % users) else { continue };
-        let Ok((200, body)) = gw.send(reqwest::Method::GET, &format!("/v1/users/u{u}/pushes?limit=1000"), None).await
+        let Ok((200, body)) =
+            gw.send(reqwest::Method::GET, &format!("/v1/users/{}/pushes?limit=1000", gw.user(u)), None).await
         else {
             continue;
         };
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else { continue };
-        let id = format!("fr-{n}");
+        let id = format!("{prefix}-{n}");
         let Some(t) = v["pushes"].as_array().and_then(|a| a.iter().find(|e| e["message_id"] == id.as_str())) else {
             continue;
         };

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
 
-use super::{backlog_of, post_max, Ctx, MakeMessage, Measured, Rng, Row};
+use super::{post_max, Ctx, MakeMessage, Measured, Rng, Row};
 use crate::rig::{on, register, user_id, DaemonOptions, Gateway, Population};
 
 const GROUP: usize = 500;
@@ -22,6 +22,8 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
     let pool = (s.groups * GROUP).max(GROUP);
     let daemon = ctx.daemon(&format!("group-{store}"), &DaemonOptions { store, ..DaemonOptions::default() }).await?;
     let gw = Gateway::of(&daemon);
+    let ns = gw.ns.clone();
+    let user = |u: usize| user_id(&ns, u);
     let mut rng = Rng::new(0x5eed);
     let groups: Vec<Vec<usize>> = (0..s.groups.max(1))
         .map(|_| {
@@ -37,10 +39,10 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
     let mut settings = Vec::new();
     for u in 0..pool {
         if rng.chance(0.30) {
-            presence.push(json!({"user": user_id(u), "device": "ios", "state": "online"}));
+            presence.push(json!({"user": user(u), "device": "ios", "state": "online"}));
         }
         if rng.chance(0.05) {
-            presence.push(json!({"user": user_id(u), "device": "android", "state": "kicked"}));
+            presence.push(json!({"user": user(u), "device": "android", "state": "kicked"}));
         }
         let roll = rng.below(100);
         let body = match roll {
@@ -50,12 +52,11 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
             _ => None,
         };
         if let Some(b) = body {
-            settings.push((format!("/v1/users/{}/settings", user_id(u)), b));
+            settings.push((format!("/v1/users/{}/settings", user(u)), b));
         }
         if rng.chance(0.05) {
             let g = groups.iter().position(|m| m.binary_search(&u).is_ok()).unwrap_or(0);
-            settings
-                .push((format!("/v1/users/{}/conversations/g{g}/settings", user_id(u)), json!({"push_mode": "none"})));
+            settings.push((format!("/v1/users/{}/conversations/g{g}/settings", user(u)), json!({"push_mode": "none"})));
         }
     }
     {
@@ -78,23 +79,24 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
     }
 
     let groups = Arc::new(groups);
+    let prefix = format!("{ns}gr");
     let make: MakeMessage = {
-        let groups = groups.clone();
+        let (groups, prefix, ns) = (groups.clone(), prefix.clone(), ns.clone());
         Arc::new(move |n| {
             let g = n % groups.len();
             let members = &groups[g];
             let mut r = Rng::new(n as u64 + 17);
             let from = members[r.below(members.len())];
-            let to: Vec<String> = members.iter().filter(|m| **m != from).map(|m| user_id(*m)).collect();
+            let to: Vec<String> = members.iter().filter(|m| **m != from).map(|m| user_id(&ns, *m)).collect();
             let roll = r.below(100);
             let mentions: Vec<String> = if (10..30).contains(&roll) {
-                (0..3).map(|_| user_id(members[r.below(members.len())])).collect()
+                (0..3).map(|_| user_id(&ns, members[r.below(members.len())])).collect()
             } else {
                 vec![]
             };
             json!({
-                "id": format!("gr-{n}"),
-                "from": {"id": user_id(from), "name": format!("Member {from}")},
+                "id": format!("{prefix}-{n}"),
+                "from": {"id": user_id(&ns, from), "name": format!("Member {from}")},
                 "conversation": {"id": format!("g{g}"), "type": "group", "name": format!("Group {g}")},
                 "to": to, "kind": "text", "text": "Standup moved to 10:30, same room.",
                 "mentions": mentions, "mention_all": roll < 10,
@@ -103,14 +105,14 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
         })
     };
     let count = s.groups.max(1) * s.group_messages;
-    let m = Measured::begin(ctx, "gr", count);
+    let m = Measured::begin(ctx, &prefix, count).await?;
     let sent = {
         let (gw, times) = (gw.clone(), m.times.clone());
-        let backlog = (backlog_of(&daemon), 8 * s.concurrency);
+        let backlog = (daemon.backlog(), 8 * s.concurrency);
         on(&ctx.load, async move { post_max(&gw, &times, 0..count, 2, 4, s.phase * 3, backlog, make).await }).await?
     };
     let drained = daemon.drained(Duration::from_secs(60)).await;
-    let mut row = m.finish("group fan-out, 500 members, max rate", store).await;
+    let mut row = m.finish(ctx, "group fan-out, 500 members, max rate", store).await?;
     row.note = format!(
         "{sent} messages x ~{} recipients; {}{}",
         groups[0].len(),

@@ -27,7 +27,8 @@ async fn settled_rss() -> u64 {
 
 async fn all_passivated(d: &Daemon, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
-    while d.running.registry.active() > 0 {
+    let Ok(running) = d.running() else { return false };
+    while running.registry.active() > 0 {
         if Instant::now() >= deadline {
             return false;
         }
@@ -46,10 +47,10 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
     let users_total = devices / per_user;
     let dir = ctx.data_dir(&format!("memory-{store}"))?;
     let idle = DaemonOptions { store, idle_passivate_ms: 1000, ..DaemonOptions::default() };
-    ctx.mocks.reset();
+    ctx.mocks.reset().await?;
     measure::reset_peak_rss();
     let (cpu0, t0) = (Cpu::now(), Instant::now());
-    let daemon = Daemon::start(&ctx.mocks, &dir, &idle).await?;
+    let daemon = Daemon::start(ctx.mocks.local()?, &dir, &idle).await?;
     let gw = Gateway::of(&daemon);
     let r0 = settled_rss().await;
     let mut steps = Vec::new();
@@ -104,7 +105,7 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
 
     // Active sessions: the same data, passivation off.
     let active = DaemonOptions { store, idle_passivate_ms: 3_600_000, ..DaemonOptions::default() };
-    let daemon = Daemon::start(&ctx.mocks, &dir, &active).await?;
+    let daemon = Daemon::start(ctx.mocks.local()?, &dir, &active).await?;
     let s0 = settled_rss().await;
     let sessions = s.memory_sessions.min(users_total);
     let half = sessions / 2;
@@ -149,13 +150,13 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
 
 /// Wakes the sessions of users `range` in-process (`ListDevices`: a read, no writes).
 async fn wake(ctx: &Ctx, daemon: &Daemon, range: std::ops::Range<usize>) -> anyhow::Result<()> {
-    let registry = daemon.running.registry.clone();
+    let (registry, ns) = (daemon.running()?.registry.clone(), daemon.ns.clone());
     on(&ctx.load, async move {
         stream::iter(range)
             .map(|u| {
-                let registry = registry.clone();
+                let (registry, ns) = (registry.clone(), ns.clone());
                 async move {
-                    let user = UserId::parse(&user_id(u))?;
+                    let user = UserId::parse(&user_id(&ns, u))?;
                     registry.call(&user, ListDevices).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
                     anyhow::Ok(())
                 }

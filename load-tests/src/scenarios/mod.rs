@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 
 use crate::measure::{self, Collector, Cpu, RssSampler, SendTimes, SharedCollector};
+use crate::remote::{Probe, Target};
 use crate::rig::{Daemon, DaemonOptions, Gateway, Mocks};
 
 /// How big a run is.
@@ -80,6 +81,20 @@ pub struct Ctx {
     pub work: std::path::PathBuf,
     /// Raw hyper requests/s to the mock APNs, once measured (the ratio's denominator).
     pub ceiling: Mutex<Vec<f64>>,
+    /// A running pushd to drive instead of starting one per scenario.
+    pub target: Option<Targeted>,
+}
+
+/// The running pushd of target mode.
+pub struct Targeted {
+    pub target: Target,
+    pub probe: Arc<Probe>,
+    /// Ids of this run start with this, so runs against one pushd do not meet.
+    pub run: String,
+    /// Scenarios so far: each gets its own id namespace (users one left online stay apart).
+    pub attached: std::sync::atomic::AtomicUsize,
+    /// pushd and the mocks are one process (`pushd demo`): its CPU is in pushd's column.
+    pub one_process: bool,
 }
 
 impl Ctx {
@@ -91,13 +106,45 @@ impl Ctx {
         Ok(dir)
     }
 
+    /// A pushd for one scenario: started with `o`, or the target (whose config is its own).
     pub async fn daemon(&self, name: &str, o: &DaemonOptions) -> anyhow::Result<Daemon> {
+        if let Some(t) = &self.target {
+            let k = t.attached.fetch_add(1, Ordering::Relaxed);
+            return Daemon::attach(&t.target, t.probe.clone(), format!("{}{k}-", t.run));
+        }
         let dir = self.data_dir(name)?;
         let mut o = o.clone();
         if o.max_in_flight == DaemonOptions::default().max_in_flight {
             o.max_in_flight = self.scale.concurrency;
         }
-        Daemon::start(&self.mocks, &dir, &o).await
+        Daemon::start(self.mocks.local()?, &dir, &o).await
+    }
+
+    /// CPU seconds so far of pushd, the mocks and the load generator: thread by thread in
+    /// this process, or from the target's `/metrics` and the mocks' `/mock/process`.
+    pub async fn cpu_now(&self) -> Cpu {
+        let Some(t) = &self.target else { return Cpu::now() };
+        let mock = match (&self.mocks, t.one_process) {
+            (crate::rig::Mocks::Remote(m), false) => m.process().await.map_or(0.0, |p| p.cpu_seconds),
+            _ => 0.0,
+        };
+        Cpu { pushd: t.probe.cpu_seconds(), mock, load: Cpu::now().total() }
+    }
+
+    /// Starts a new peak-RSS window (pushd's: this process's, or the target's).
+    pub fn reset_peak_rss(&self) {
+        match &self.target {
+            Some(t) => t.probe.reset_peak_rss(),
+            None => measure::reset_peak_rss(),
+        }
+    }
+
+    /// pushd's peak RSS since [`Ctx::reset_peak_rss`].
+    pub fn peak_rss(&self) -> u64 {
+        match &self.target {
+            Some(t) => t.probe.peak_rss(),
+            None => measure::peak_rss(),
+        }
     }
 
     pub fn ceiling(&self) -> Option<f64> {
@@ -126,19 +173,20 @@ pub struct Row {
 pub struct Measured {
     start: Instant,
     cpu: Cpu,
-    rss: RssSampler,
+    /// This process's RSS, sampled (an in-process pushd); a target's comes from its probe.
+    rss: Option<RssSampler>,
     collector: SharedCollector,
     stop: Arc<AtomicBool>,
-    drainer: tokio::task::JoinHandle<()>,
+    drainer: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub times: Arc<SendTimes>,
     mocks: Mocks,
 }
 
 impl Measured {
     /// Starts measuring; message ids `<prefix>-<n>` for `n < capacity` are timed.
-    pub fn begin(ctx: &Ctx, prefix: &str, capacity: usize) -> Self {
-        ctx.mocks.reset();
-        measure::reset_peak_rss();
+    pub async fn begin(ctx: &Ctx, prefix: &str, capacity: usize) -> anyhow::Result<Self> {
+        ctx.mocks.reset().await?;
+        ctx.reset_peak_rss();
         let start = Instant::now();
         let times = SendTimes::new(start, capacity);
         let collector = Arc::new(Mutex::new(Collector::new(prefix, times.clone())));
@@ -152,39 +200,40 @@ impl Measured {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    let servers: Vec<_> = mocks.all().iter().map(|(_, m)| (*m).clone()).collect();
-                    c.lock().unwrap_or_else(|p| p.into_inner()).drain(servers.iter());
+                    let records = mocks.take().await?;
+                    c.lock().unwrap_or_else(|p| p.into_inner()).ingest(records);
                 }
+                Ok(())
             })
         };
-        Self {
+        Ok(Self {
             start,
-            cpu: Cpu::now(),
-            rss: RssSampler::start(),
+            cpu: ctx.cpu_now().await,
+            rss: ctx.target.is_none().then(RssSampler::start),
             collector,
             stop,
             drainer,
             times,
             mocks: ctx.mocks.clone(),
-        }
+        })
     }
 
     /// Ends the phase (call once pushd has drained) and returns its row.
-    pub async fn finish(self, scenario: &str, store: &'static str) -> Row {
+    pub async fn finish(self, ctx: &Ctx, scenario: &str, store: &'static str) -> anyhow::Result<Row> {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.drainer.await;
+        self.drainer.await??;
         let wall_end = Instant::now();
-        let cpu = Cpu::now().cores_since(self.cpu, wall_end - self.start);
-        let peak = self.rss.finish();
+        let cpu = ctx.cpu_now().await.cores_since(self.cpu, wall_end - self.start);
+        let peak = self.rss.map_or_else(|| ctx.peak_rss(), RssSampler::finish);
+        let records = self.mocks.take().await?;
         let mut c = self.collector.lock().unwrap_or_else(|p| p.into_inner());
-        let servers: Vec<_> = self.mocks.all().iter().map(|(_, m)| (*m).clone()).collect();
-        c.drain(servers.iter());
+        c.ingest(records);
         let delivered = c.tally.delivered_total();
         // Throughput over the span from the first send to the last delivery.
         let span = c.tally.last.map_or(wall_end - self.start, |l| l.saturating_duration_since(self.start));
         let mut vendors: Vec<String> = c.tally.delivered.iter().map(|(v, n)| format!("{v} {n}")).collect();
         vendors.sort();
-        Row {
+        Ok(Row {
             scenario: scenario.to_owned(),
             store,
             pushes: delivered,
@@ -200,7 +249,7 @@ impl Measured {
                 vendors.join(", "),
                 c.tally.refused
             ),
-        }
+        })
     }
 }
 
@@ -221,12 +270,6 @@ fn batch_body(make: &MakeMessage, ids: Range<usize>) -> Vec<u8> {
 
 /// How many (message, recipient) pairs pushd holds not yet answered by the vendor.
 pub type Backlog = Arc<dyn Fn() -> usize + Send + Sync>;
-
-/// The backlog of a running daemon.
-pub fn backlog_of(d: &crate::rig::Daemon) -> Backlog {
-    let services = d.running.registry.services().clone();
-    Arc::new(move || services.pending())
-}
 
 /// Closed loop: `posters` tasks post batches of `batch` messages from `ids` as fast as pushd
 /// delivers them — a poster waits while pushd's backlog is above `max_backlog` pairs, so the

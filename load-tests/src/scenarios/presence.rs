@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::{post_rate, Ctx, MakeMessage, Measured, Row};
-use crate::measure::{self, Cpu};
+use crate::measure;
 use crate::rig::{on, register, DaemonOptions, Gateway, Population};
 
 const BATCH: usize = 5000;
 
 /// Batch `k` of the churn: users `k*BATCH..` (wrapping), state by round.
-fn presence_batch(k: usize, users: usize) -> Vec<u8> {
+fn presence_batch(k: usize, users: usize, ns: &str) -> Vec<u8> {
     const STATES: [&str; 3] = ["online", "offline", "kicked"];
     let mut out = String::with_capacity(BATCH * 64);
     out.push_str("{\"events\":[");
@@ -31,7 +31,7 @@ fn presence_batch(k: usize, users: usize) -> Vec<u8> {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&format!(r#"{{"user":"u{u}","device":"{device}","state":"{state}"}}"#));
+        out.push_str(&format!(r#"{{"user":"{ns}u{u}","device":"{device}","state":"{state}"}}"#));
     }
     out.push_str("]}");
     out.into_bytes()
@@ -87,17 +87,17 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
     }
     // Enough distinct batches that consecutive ones touch other users.
     let rounds = (3 * users).div_ceil(BATCH).max(3);
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..rounds).map(|k| presence_batch(k, users)).collect());
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..rounds).map(|k| presence_batch(k, users, &gw.ns)).collect());
 
     // 1. Ingest at the maximum rate.
-    ctx.mocks.reset();
-    measure::reset_peak_rss();
-    let (cpu0, t0) = (Cpu::now(), Instant::now());
+    ctx.mocks.reset().await?;
+    ctx.reset_peak_rss();
+    let (cpu0, t0) = (ctx.cpu_now().await, Instant::now());
     let (events, took, h) = {
         let (gw, bodies) = (gw.clone(), bodies.clone());
         on(&ctx.load, churn(gw, bodies, 4, s.presence_events, s.phase * 4)).await?
     };
-    let cpu = Cpu::now().cores_since(cpu0, t0.elapsed());
+    let cpu = ctx.cpu_now().await.cores_since(cpu0, t0.elapsed());
     let rate = events as f64 / took.as_secs_f64().max(1e-9);
     println!("  presence ingest: {rate:.0} events/s");
     rows.push(Row {
@@ -109,18 +109,19 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
         p99: measure::ms(&h, 0.99),
         p999: measure::ms(&h, 0.999),
         cpu,
-        peak_rss: measure::peak_rss(),
+        peak_rss: ctx.peak_rss(),
         note: format!("events/s (not pushes); {events} events; latency = one batch; target >= 300k/s"),
     });
 
     // 2. Storm while messages flow.
     let rate = 2000.0;
     let capacity = (rate * s.phase.as_secs_f64() * 1.2) as usize + 10;
-    let m = Measured::begin(ctx, "ps", capacity);
+    let (ns, prefix) = (gw.ns.clone(), format!("{}ps", gw.ns));
+    let m = Measured::begin(ctx, &prefix, capacity).await?;
     let make: MakeMessage = Arc::new(move |n| {
         let u = (n * 7919) % users;
         format!(
-            r#"{{"id":"ps-{n}","from":{{"id":"s1","name":"Sender"}},"conversation":{{"id":"c-{u}","type":"single"}},"to":["u{u}"],"kind":"text","text":"ping {n}"}}"#
+            r#"{{"id":"{prefix}-{n}","from":{{"id":"s1","name":"Sender"}},"conversation":{{"id":"c-{u}","type":"single"}},"to":["{ns}u{u}"],"kind":"text","text":"ping {n}"}}"#
         )
     });
     let storm = {
@@ -133,7 +134,7 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow:
     };
     let (events, took, _) = storm.await??;
     let drained = daemon.drained(Duration::from_secs(60)).await;
-    let mut row = m.finish(&format!("presence storm + {rate:.0} msg/s"), store).await;
+    let mut row = m.finish(ctx, &format!("presence storm + {rate:.0} msg/s"), store).await?;
     row.note = format!(
         "{:.0} presence events/s meanwhile; {sent} messages; {}{}",
         events as f64 / took.as_secs_f64().max(1e-9),

@@ -13,10 +13,10 @@ use pushd::mock_vendor::{MockAnswer, MockRule};
 use super::{post_rate, Ctx, MakeMessage, Measured, Rng, Row};
 use crate::rig::{on, register, DaemonOptions, Gateway, Population, Vendor};
 
-pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>, store: &'static str) -> anyhow::Result<()> {
     let s = ctx.scale;
     let users = (s.users / 4).max(100);
-    let daemon = ctx.daemon("trouble", &DaemonOptions::default()).await?;
+    let daemon = ctx.daemon("trouble", &DaemonOptions { store, ..DaemonOptions::default() }).await?;
     let gw = Gateway::of(&daemon);
     {
         let gw = gw.clone();
@@ -24,17 +24,16 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     }
     let rate = 2000.0;
     let capacity = (rate * s.phase.as_secs_f64() * 1.2) as usize + 10;
-    let m = Measured::begin(ctx, "vt", capacity);
+    let prefix = format!("{}vt", gw.ns);
+    let m = Measured::begin(ctx, &prefix, capacity).await?;
     // Scripted after `begin` (which clears the mocks' rules).
     let mut rng = Rng::new(0x7a0b1e);
     let (mut n429, mut n5xx, mut slow) = (0, 0, 0);
     for u in 0..users {
         for (d, (_, vendor)) in Population::Mixed.devices(u).into_iter().enumerate() {
-            let mock = match vendor {
-                Vendor::Apns => &*ctx.mocks.apns,
-                Vendor::Fcm => &*ctx.mocks.fcm,
-                Vendor::Huawei => continue,
-            };
+            if vendor == Vendor::Huawei {
+                continue;
+            }
             let token = vendor.token(u, d);
             let roll = rng.below(100);
             let rule = match roll {
@@ -53,13 +52,14 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
                 }
                 _ => continue,
             };
-            mock.script(rule);
+            ctx.mocks.script(vendor, rule).await?;
         }
     }
+    let ns = gw.ns.clone();
     let make: MakeMessage = Arc::new(move |n| {
         let u = n % users;
         format!(
-            r#"{{"id":"vt-{n}","from":{{"id":"s1","name":"Sender"}},"conversation":{{"id":"c-{u}","type":"single"}},"to":["u{u}"],"kind":"text","text":"trouble {n}"}}"#
+            r#"{{"id":"{prefix}-{n}","from":{{"id":"s1","name":"Sender"}},"conversation":{{"id":"c-{u}","type":"single"}},"to":["{ns}u{u}"],"kind":"text","text":"trouble {n}"}}"#
         )
     });
     let sent = {
@@ -67,7 +67,7 @@ pub async fn run(ctx: &Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         on(&ctx.load, async move { post_rate(&gw, &times, 0..capacity, rate, s.phase, make).await }).await?.sent
     };
     let drained = daemon.drained(Duration::from_secs(60)).await;
-    let mut row = m.finish(&format!("vendor trouble, {rate:.0} msg/s"), "memory").await;
+    let mut row = m.finish(ctx, &format!("vendor trouble, {rate:.0} msg/s"), store).await?;
     row.note = format!(
         "{sent} messages; tokens scripted: {n429} x 429+Retry-After 1 s, {n5xx} x 2 x 503, {slow} x 300 ms slow; {}{}",
         row.note,
