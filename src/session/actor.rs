@@ -31,7 +31,7 @@ use crate::policy::{self, DeviceView, Recipient, Verdict};
 use crate::provider::actor::{PushJob, Target};
 use crate::provider::Outcome;
 use crate::render::{self, RenderContext};
-use crate::store::{PresenceRecord, Recipients, StoreError};
+use crate::store::{Finish, PresenceRecord, Recipients, StoreError};
 use crate::trace::{AttemptTrace, DeviceTrace, Fallback, PushTrace, TraceEntry};
 
 /// A message delivered to online devices and not acknowledged yet.
@@ -58,6 +58,9 @@ pub struct Session {
     settings: ChatSettings,
     conversations: HashMap<ConversationId, Option<ChatSettings>>,
     badge: u32,
+    /// The badge as last stored. A message's count is stored with its completion
+    /// ([`crate::store::Store::finish`]): a crash before it replays the message, which counts it again.
+    badge_stored: u32,
     /// Messages already counted in the badge (cleared when the badge resets).
     counted: BTreeSet<MessageId>,
     /// Messages being worked on; `None` while there are none (most sessions, most of the
@@ -124,6 +127,7 @@ impl Session {
             settings,
             conversations: HashMap::new(),
             badge,
+            badge_stored: badge,
             counted: BTreeSet::new(),
             work: None,
             last_command: Instant::now(),
@@ -153,11 +157,13 @@ impl Session {
         self.settings.timezone.or_else(|| self.devices.values().find_map(|d| d.timezone)).unwrap_or(chrono_tz::UTC)
     }
 
+    /// Sets the badge and stores it at once (a reset).
     fn set_badge(&mut self, badge: u32) {
-        if badge != self.badge {
-            self.badge = badge;
-            if let Err(e) = self.services.store.put_badge(&self.user, badge) {
-                tracing::error!(user = %self.user, error = %e, "badge not stored");
+        self.badge = badge;
+        if badge != self.badge_stored {
+            match self.services.store.put_badge(&self.user, badge) {
+                Ok(()) => self.badge_stored = badge,
+                Err(e) => tracing::error!(user = %self.user, error = %e, "badge not stored"),
             }
         }
     }
@@ -215,7 +221,8 @@ impl Session {
         drop(views);
 
         if decision.counts_toward_badge && self.counted.insert(message.id.clone()) {
-            self.set_badge(self.badge.saturating_add(1));
+            // Stored when the message completes.
+            self.badge = self.badge.saturating_add(1);
         }
 
         let mut entry = self.take_trace(&message.id).unwrap_or_else(|| TraceEntry {
@@ -301,13 +308,17 @@ impl Session {
             }
             None => (None, None),
         };
-        // The trace first: once the journal mark is gone, nothing replays the message.
-        if let Some(entry) = trace {
-            self.store_trace(&entry);
-        }
-        let recipients = was_open.unwrap_or(Recipients::Several);
-        if let Err(e) = self.services.store.complete(id, &self.user, recipients) {
-            tracing::error!(user = %self.user, error = %e, "journal completion not stored");
+        // Trace, badge and completion together: once the journal mark is gone, nothing
+        // replays the message.
+        let finish = Finish {
+            trace: trace.as_ref(),
+            keep: self.services.sessions.trace_per_user,
+            badge: (self.badge != self.badge_stored).then_some(self.badge),
+            recipients: was_open.unwrap_or(Recipients::Several),
+        };
+        match self.services.store.finish(&self.user, id, finish) {
+            Ok(()) => self.badge_stored = self.badge,
+            Err(e) => tracing::error!(user = %self.user, error = %e, "trace, badge or journal completion not stored"),
         }
         if was_open.is_some() {
             self.services.release_pending(1);

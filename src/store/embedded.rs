@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::journal::{SyncMode, Syncer};
-use super::{Durable, Intake, PresenceRecord, Recipients, Store, StoreError, Swept};
+use super::{Durable, Finish, Intake, PresenceRecord, Recipients, Store, StoreError, Swept};
 use crate::model::{
     ChatSettings, ConversationId, CredentialName, Device, DeviceId, Message, MessageId, Timestamp, Token, UserId,
 };
@@ -34,7 +34,7 @@ const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 /// can then be lost to kill -9 within that interval, as to a power loss, which the documented
 /// at-least-once window already covers (docs/durability.md). Measured (load harness, issue 6):
 /// five to six write system calls per push, each under the lock the session threads queue on.
-/// Applies to keyspaces when created.
+/// Applies to keyspaces when created, and to the database's write batches at every open.
 const MANUAL_JOURNAL_PERSIST: bool = true;
 
 /// The fjall-backed store.
@@ -86,7 +86,12 @@ impl EmbeddedStore {
     /// Opens (or creates) the store in `dir` and starts its sync thread.
     pub fn open(dir: &Path, mode: SyncMode, interval: Duration) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
-        let db = Database::builder(dir).open().map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        // The database's own flag governs write batches (a `write` system call per commit
+        // otherwise, under the journal lock), the keyspaces' flag their single writes.
+        let db = Database::builder(dir)
+            .manual_journal_persist(MANUAL_JOURNAL_PERSIST)
+            .open()
+            .map_err(|e| err(format!("{}: {e}", dir.display())))?;
         let ks = |name: &str| {
             db.keyspace(name, || {
                 KeyspaceCreateOptions::default()
@@ -347,25 +352,8 @@ impl Store for EmbeddedStore {
     }
 
     fn complete(&self, message: &MessageId, user: &UserId, recipients: Recipients) -> Result<(), StoreError> {
-        let id = message.as_str();
-        let mine = key(&["p", id, user.as_str()]);
-        let mut others = false;
-        // Measured (load harness, issue 6): this range scan was 6 % of pushd's CPU in a 1:1
-        // fan-out, where it can only find the caller's own mark.
-        if recipients == Recipients::Several {
-            for item in self.journal.prefix(key(&["p", id, ""])) {
-                if item.key().map_err(err)?[..] != mine[..] {
-                    others = true;
-                    break;
-                }
-            }
-        }
-        // One atomic batch: a crash never leaves a message without its pending marks.
         let mut batch = self.db.batch();
-        batch.remove(&self.journal, mine);
-        if !others {
-            batch.remove(&self.journal, key(&["m", id]));
-        }
+        self.complete_into(&mut batch, message, user, recipients)?;
         batch.commit().map_err(err)
     }
 
@@ -475,33 +463,23 @@ impl Store for EmbeddedStore {
     fn upsert_trace(&self, user: &UserId, entry: &TraceEntry, keep: usize) -> Result<(), StoreError> {
         // One writer per user at a time: the counters are read, then written.
         let _user = self.trace_locks[stripe(user)].lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(seq) = self.trace_seq(user, &entry.message_id)? {
-            let seq = u64::from_be_bytes(seq.as_slice().try_into().map_err(err)?);
-            return Self::put(&self.traces, trace_key(user, seq), entry);
-        }
-        // Measured (load harness, issue 6): finding the newest and the oldest entry by two
-        // range scans per new trace was a quarter of pushd's CPU in an embedded-store fan-out
-        // (an LSM range scan merges every table). The user's counters are one point read.
-        let TraceCounters { mut first, next } = self.trace_counters(user)?;
         let mut batch = self.db.batch();
-        batch.insert(&self.traces, trace_key(user, next), json(entry)?);
-        batch.insert(
-            &self.traces,
-            trace_index_key(user.as_str().as_bytes(), &entry.message_id),
-            next.to_be_bytes().to_vec(),
-        );
-        let next = next + 1;
-        // Keep the newest `keep`: sequence numbers only grow and entries leave from the oldest
-        // end (here or by the sweep), so at most `next - first` entries exist.
-        while next.saturating_sub(first) > keep.max(1) as u64 {
-            let old = trace_key(user, first);
-            if let Some(TraceId { message_id }) = Self::get(&self.traces, &old)? {
-                batch.remove(&self.traces, trace_index_key(user.as_str().as_bytes(), &message_id));
-                batch.remove(&self.traces, old);
-            }
-            first += 1;
+        self.trace_into(&mut batch, user, entry, keep)?;
+        batch.commit().map_err(err)
+    }
+
+    fn finish(&self, user: &UserId, message: &MessageId, f: Finish<'_>) -> Result<(), StoreError> {
+        // Measured (load harness, issue 6): trace, badge and completion were three journal
+        // appends per push, each under fjall's journal lock.
+        let _user = f.trace.map(|_| self.trace_locks[stripe(user)].lock().unwrap_or_else(|p| p.into_inner()));
+        let mut batch = self.db.batch();
+        if let Some(entry) = f.trace {
+            self.trace_into(&mut batch, user, entry, f.keep)?;
         }
-        batch.insert(&self.traces, trace_counters_key(user), TraceCounters { first, next }.to_bytes());
+        if let Some(badge) = f.badge {
+            batch.insert(&self.badges, user.as_str().as_bytes().to_vec(), badge.to_be_bytes().to_vec());
+        }
+        self.complete_into(&mut batch, message, user, f.recipients)?;
         batch.commit().map_err(err)
     }
 
@@ -523,6 +501,74 @@ impl Store for EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// Adds to `batch` the removal of `user`'s pending mark of `message`, and of the message
+    /// once no other recipient is pending: a crash never leaves a message without its marks.
+    fn complete_into(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        message: &MessageId,
+        user: &UserId,
+        recipients: Recipients,
+    ) -> Result<(), StoreError> {
+        let id = message.as_str();
+        let mine = key(&["p", id, user.as_str()]);
+        let mut others = false;
+        // Measured (load harness, issue 6): this range scan was 6 % of pushd's CPU in a 1:1
+        // fan-out, where it can only find the caller's own mark.
+        if recipients == Recipients::Several {
+            for item in self.journal.prefix(key(&["p", id, ""])) {
+                if item.key().map_err(err)?[..] != mine[..] {
+                    others = true;
+                    break;
+                }
+            }
+        }
+        batch.remove(&self.journal, mine);
+        if !others {
+            batch.remove(&self.journal, key(&["m", id]));
+        }
+        Ok(())
+    }
+
+    /// Adds to `batch` the insert or replacement of `entry`, evicting the user's oldest beyond
+    /// `keep`. The caller holds the user's trace lock until the batch is committed.
+    fn trace_into(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        user: &UserId,
+        entry: &TraceEntry,
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        if let Some(seq) = self.trace_seq(user, &entry.message_id)? {
+            let seq = u64::from_be_bytes(seq.as_slice().try_into().map_err(err)?);
+            batch.insert(&self.traces, trace_key(user, seq), json(entry)?);
+            return Ok(());
+        }
+        // Measured (load harness, issue 6): finding the newest and the oldest entry by two
+        // range scans per new trace was a quarter of pushd's CPU in an embedded-store fan-out
+        // (an LSM range scan merges every table). The user's counters are one point read.
+        let TraceCounters { mut first, next } = self.trace_counters(user)?;
+        batch.insert(&self.traces, trace_key(user, next), json(entry)?);
+        batch.insert(
+            &self.traces,
+            trace_index_key(user.as_str().as_bytes(), &entry.message_id),
+            next.to_be_bytes().to_vec(),
+        );
+        let next = next + 1;
+        // Keep the newest `keep`: sequence numbers only grow and entries leave from the oldest
+        // end (here or by the sweep), so at most `next - first` entries exist.
+        while next.saturating_sub(first) > keep.max(1) as u64 {
+            let old = trace_key(user, first);
+            if let Some(TraceId { message_id }) = Self::get(&self.traces, &old)? {
+                batch.remove(&self.traces, trace_index_key(user.as_str().as_bytes(), &message_id));
+                batch.remove(&self.traces, old);
+            }
+            first += 1;
+        }
+        batch.insert(&self.traces, trace_counters_key(user), TraceCounters { first, next }.to_bytes());
+        Ok(())
+    }
+
     fn unindex(
         &self,
         credential: &CredentialName,

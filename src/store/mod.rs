@@ -74,6 +74,18 @@ pub enum Recipients {
     Several,
 }
 
+/// What a session writes once it is done with a message for its user (decided, every push
+/// answered): see [`Store::finish`].
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    /// The message's trace, to insert or replace, keeping the user's newest `keep`.
+    pub trace: Option<&'a TraceEntry>,
+    pub keep: usize,
+    /// The user's badge, when it changed since it was last stored.
+    pub badge: Option<u32>,
+    pub recipients: Recipients,
+}
+
 /// Everything pushd persists.
 pub trait Store: Send + Sync + 'static {
     /// The user's registered devices.
@@ -144,6 +156,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts or replaces the trace entry of `entry.message_id`, keeping the newest `keep`.
     fn upsert_trace(&self, user: &UserId, entry: &TraceEntry, keep: usize) -> Result<(), StoreError>;
+    /// `user` is done with `message`: stores its trace and the badge, then [`Store::complete`]s
+    /// it. A store that can writes all of it at once (the embedded store: one batch, one
+    /// journal append instead of three), so a crash leaves either all of it or none, and the
+    /// message replays with none.
+    fn finish(&self, user: &UserId, message: &MessageId, f: Finish<'_>) -> Result<(), StoreError> {
+        if let Some(entry) = f.trace {
+            self.upsert_trace(user, entry, f.keep)?;
+        }
+        if let Some(badge) = f.badge {
+            self.put_badge(user, badge)?;
+        }
+        self.complete(message, user, f.recipients)
+    }
     /// One trace entry.
     fn trace(&self, user: &UserId, message: &MessageId) -> Result<Option<TraceEntry>, StoreError>;
     /// The newest trace entries first, at most `limit`.

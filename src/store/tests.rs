@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::TimeZone;
 
 use super::journal::SyncMode;
-use super::{EmbeddedStore, Intake, MemoryStore, PresenceRecord, Recipients, Store, Swept};
+use super::{EmbeddedStore, Finish, Intake, MemoryStore, PresenceRecord, Recipients, Store, Swept};
 use crate::model::{
     ChatSettings, Conversation, ConversationId, ConversationKind, CredentialName, Device, DeviceId, DndWindow, Force,
     Message, MessageId, MessageKind, Presence, PushMode, PushOptions, PushType, Sender, TemplateName, Timestamp, Token,
@@ -80,6 +80,7 @@ both!(
     a_swept_accepted_id_can_be_accepted_again,
     sync_resolves_ok_for_one_caller_and_for_many_at_once,
     a_sweep_keeps_the_id_of_a_message_still_pending,
+    finishing_a_message_stores_its_trace_and_badge_and_completes_it,
 );
 
 fn uid(s: &str) -> UserId {
@@ -487,6 +488,34 @@ fn of_concurrent_accepts_of_one_id_exactly_one_is_new(store: &dyn Store) {
     assert_eq!(store.pending().unwrap().len(), 1);
 }
 
+fn finishing_a_message_stores_its_trace_and_badge_and_completes_it(store: &dyn Store) {
+    let (bob, carol) = (uid("bob"), uid("carol"));
+    assert_eq!(store.accept_message(&message("m1", &["bob", "carol"], 10)).unwrap(), Intake::New);
+    store.upsert_trace(&bob, &trace_entry("m0", 9, "push"), 2).unwrap();
+    let entry = trace_entry("m1", 11, "push");
+    let finish = Finish { trace: Some(&entry), keep: 2, badge: Some(3), recipients: Recipients::Several };
+    store.finish(&bob, &mid("m1"), finish).unwrap();
+    assert_eq!(store.trace(&bob, &mid("m1")).unwrap(), Some(entry.clone()));
+    assert_eq!(trace_ids(store, "bob", 10), ["m1", "m0"]);
+    assert_eq!(store.badge(&bob).unwrap(), 3);
+    assert_eq!(pending_ids(store), vec![("m1".to_owned(), vec!["carol".to_owned()])]);
+
+    // Finishing again replaces the trace in place; `keep` still holds.
+    let later = trace_entry("m1", 12, "acked");
+    let again = Finish { trace: Some(&later), keep: 2, badge: None, recipients: Recipients::Several };
+    store.finish(&bob, &mid("m1"), again).unwrap();
+    assert_eq!(trace_ids(store, "bob", 10), ["m1", "m0"]);
+    assert_eq!(store.trace(&bob, &mid("m1")).unwrap(), Some(later));
+    assert_eq!(store.badge(&bob).unwrap(), 3, "no badge given: the stored one stays");
+
+    // Neither trace nor badge: only the completion, which removes the message.
+    let bare = Finish { trace: None, keep: 2, badge: None, recipients: Recipients::Several };
+    store.finish(&carol, &mid("m1"), bare).unwrap();
+    assert!(store.pending().unwrap().is_empty());
+    assert!(store.traces(&carol, 10).unwrap().is_empty());
+    assert_eq!(store.badge(&carol).unwrap(), 0);
+}
+
 fn upserting_a_trace_replaces_the_entry_of_its_message(store: &dyn Store) {
     let bob = uid("bob");
     store.upsert_trace(&bob, &trace_entry("m1", 1, "wait"), 10).unwrap();
@@ -665,11 +694,17 @@ fn writes_survive_dropping_the_embedded_store_without_an_explicit_sync() {
         store.put_badge(&bob, 9).unwrap();
         store.put_template("urgent", &template("Now")).unwrap();
         assert_eq!(store.accept_message(&message("m1", &["bob"], 1)).unwrap(), Intake::New);
+        // A finish is one write batch, left buffered like the others until the sync thread.
+        assert_eq!(store.accept_message(&message("m2", &["bob"], 2)).unwrap(), Intake::New);
+        let entry = trace_entry("m2", 3, "push");
+        let finish = Finish { trace: Some(&entry), keep: 10, badge: Some(10), recipients: Recipients::Only };
+        store.finish(&bob, &mid("m2"), finish).unwrap();
     }
     let store = open_embedded(dir.path());
-    assert_eq!(store.badge(&bob).unwrap(), 9);
+    assert_eq!(store.badge(&bob).unwrap(), 10);
     assert_eq!(store.templates().unwrap(), vec![("urgent".to_owned(), template("Now"))]);
     assert_eq!(pending_ids(&store), vec![("m1".to_owned(), vec!["bob".to_owned()])]);
+    assert_eq!(trace_ids(&store, "bob", 10), ["m2"]);
 }
 
 #[test]
