@@ -1,12 +1,13 @@
 //! The operator listener: /metrics passes `promtool check metrics`, histograms have explicit
-//! buckets, labels are bounded; /healthz and /readyz answer.
+//! buckets, labels are bounded, the standard process metrics are there; /healthz and /readyz
+//! answer.
 
 mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use support::TestDaemon;
+use support::{metric, TestDaemon};
 
 #[actix_rt::test]
 async fn metrics_pass_promtool_and_carry_push_outcomes_with_buckets() {
@@ -38,6 +39,29 @@ async fn metrics_pass_promtool_and_carry_push_outcomes_with_buckets() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[actix_rt::test]
+async fn metrics_show_the_process_cpu_memory_and_start_time() {
+    let d = TestDaemon::start().await;
+
+    let text = d.metrics().await;
+
+    // The daemon runs in this test process, so its figures are this process's.
+    let now = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+    for (name, kind) in [
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name} is not a {kind}:\n{text}");
+    }
+    let cpu = metric(&text, "process_cpu_seconds_total", &[]);
+    let rss = metric(&text, "process_resident_memory_bytes", &[]);
+    let start = metric(&text, "process_start_time_seconds", &[]);
+    assert!(cpu > 0.0, "starting a daemon (TLS keys, listeners) takes CPU: {cpu}");
+    assert!(rss > 1024.0 * 1024.0, "RSS above 1 MiB: {rss}");
+    assert!(start <= now + 1.0 && start > now - 3600.0, "started within the last hour: {start}, now {now}");
 }
 
 #[actix_rt::test]
