@@ -7,6 +7,7 @@ mod support;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use pushd::process::Usage;
 use support::{metric, TestDaemon};
 
 #[actix_rt::test]
@@ -44,10 +45,12 @@ async fn metrics_pass_promtool_and_carry_push_outcomes_with_buckets() {
 #[actix_rt::test]
 async fn metrics_show_the_process_cpu_memory_and_start_time() {
     let d = TestDaemon::start().await;
+    // The daemon runs in this test process, so the figures are this process's.
+    let before = Usage::read().expect("/proc is readable on Linux");
 
     let text = d.metrics().await;
 
-    // The daemon runs in this test process, so its figures are this process's.
+    let after = Usage::read().expect("/proc is readable on Linux");
     let now = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
     for (name, kind) in [
         ("process_cpu_seconds_total", "counter"),
@@ -59,8 +62,9 @@ async fn metrics_show_the_process_cpu_memory_and_start_time() {
     let cpu = metric(&text, "process_cpu_seconds_total", &[]);
     let rss = metric(&text, "process_resident_memory_bytes", &[]);
     let start = metric(&text, "process_start_time_seconds", &[]);
-    assert!(cpu > 0.0, "starting a daemon (TLS keys, listeners) takes CPU: {cpu}");
+    assert!((before.cpu_seconds..=after.cpu_seconds).contains(&cpu), "CPU {cpu}: {before:?} → {after:?}");
     assert!(rss > 1024.0 * 1024.0, "RSS above 1 MiB: {rss}");
+    assert_eq!(start, before.start_time_seconds);
     assert!(start <= now + 1.0 && start > now - 3600.0, "started within the last hour: {start}, now {now}");
 }
 
