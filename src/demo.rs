@@ -1,6 +1,10 @@
-//! `pushd demo`: the loopback mock vendors the demo config points at, with the demo keys
-//! embedded in the binary so the demo runs from any folder. The keys in `config/demo/` are
-//! test keys trusted only by these mocks.
+//! `pushd demo` and `pushd mocks`: the loopback mock vendors the demo config points at, with
+//! the demo keys embedded in the binary so the demo runs from any folder. The keys in
+//! `config/demo/` are test keys trusted only by these mocks.
+//!
+//! `pushd demo` runs the mocks and pushd in one process. `pushd mocks` runs only the mocks and
+//! writes [`DemoMocks::serve_config`], the config with which a `pushd serve` in another process
+//! uses them (the load harness's target mode).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -147,6 +151,41 @@ impl DemoMocks {
             .set(&["credentials", "demo-meizu", "endpoint"], s(self.meizu.url().to_string()))
     }
 
+    /// A complete config for `pushd serve --config FILE` against these mocks: `loader` (the demo
+    /// config, `data_dir` set where [`start_mocks`] wrote the CA and keys) pointed at the mocks,
+    /// defaults included. `{data_dir}` in credential fields is replaced by the folder itself, so
+    /// the file finds the CA and keys from any working directory, and a `pushd serve --data-dir
+    /// elsewhere` moves only pushd's store. Give an absolute `data_dir` for that.
+    pub fn serve_config(&self, loader: crate::config::Loader) -> anyhow::Result<String> {
+        let text = self.apply(loader).to_toml_string();
+        let mut doc: toml::Table = toml::from_str(&text)?;
+        let dir = match doc.get("data_dir") {
+            Some(toml::Value::String(dir)) => dir.clone(),
+            _ => anyhow::bail!("data_dir: missing from the demo config"),
+        };
+        if let Some(credentials) = doc.get_mut("credentials") {
+            expand_data_dir(credentials, &dir);
+        }
+        Ok(format!(
+            "# Written by `pushd mocks` (pid {}): the demo config, pointed at its mock vendors.\n\
+             # Run: pushd serve --config <this file>. The mocks' CA changes at each start of\n\
+             # `pushd mocks`: restart pushd after restarting them.\n\n{}",
+            std::process::id(),
+            toml::to_string(&doc)?
+        ))
+    }
+
+    /// Tells the person running `pushd mocks` where the mocks are and how to use them.
+    pub fn print_mocks_banner(&self, config: &Path) {
+        println!("pushd mocks");
+        println!("  mock APNs     {}   credential demo-apns", self.apns.url());
+        println!("  mock FCM      {}   credential demo-fcm", self.fcm.url());
+        println!("  mock Huawei, Honor, Xiaomi, OPPO, vivo, Meizu on loopback: credentials demo-huawei … demo-meizu");
+        println!("  control       http://{}/mock  (…/<vendor>/received, …/process)", self.control);
+        println!("  config        {}", config.display());
+        println!("run: pushd serve --config {}", config.display());
+    }
+
     /// Tells the person running the demo where everything is.
     pub fn print_banner(&self, settings: &Settings) {
         println!("pushd demo");
@@ -156,5 +195,45 @@ impl DemoMocks {
         println!("  mock FCM      {}   credential demo-fcm", self.fcm.url());
         println!("  mock Huawei, Honor, Xiaomi, OPPO, vivo, Meizu on loopback: credentials demo-huawei … demo-meizu");
         println!("  what the mocks received: curl http://{}/mock/<vendor>/received", self.control);
+    }
+}
+
+/// Replaces `{data_dir}` with `dir` in every string of `value`, tables and arrays included.
+fn expand_data_dir(value: &mut toml::Value, dir: &str) {
+    match value {
+        toml::Value::String(s) if s.contains("{data_dir}") => *s = s.replace("{data_dir}", dir),
+        toml::Value::Array(items) => items.iter_mut().for_each(|v| expand_data_dir(v, dir)),
+        toml::Value::Table(table) => table.iter_mut().for_each(|(_, v)| expand_data_dir(v, dir)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Loader, DEMO_TOML};
+
+    #[tokio::test]
+    async fn the_written_config_validates_from_anywhere_and_points_at_the_mocks() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data").display().to_string();
+        let loader = Loader::new()
+            .layer_str("config/demo.toml", DEMO_TOML)
+            .expect("demo config parses")
+            .set(&["data_dir"], toml::Value::String(data_dir.clone()));
+        let raw = loader.raw().expect("raw config");
+        let mocks = start_mocks(&raw, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0").await.expect("mocks start");
+
+        let text = mocks.serve_config(loader).expect("config");
+
+        let settings = Loader::new().layer_str("written", &text).and_then(|l| l.settings());
+        let settings = settings.unwrap_or_else(|e| panic!("the written config validates: {e}\n{text}"));
+        assert_eq!(settings.credentials.len(), 8);
+        assert_eq!(settings.data_dir, std::path::PathBuf::from(&data_dir));
+        assert!(!text.contains("{data_dir}"), "placeholders resolved:\n{text}");
+        assert!(text.contains(&format!("\"{data_dir}/mock-ca.pem\"")), "{text}");
+        for url in [mocks.apns.url(), mocks.fcm.url(), mocks.huawei.url(), mocks.meizu.url()] {
+            assert!(text.contains(url.as_str()), "{url} missing:\n{text}");
+        }
     }
 }

@@ -16,6 +16,7 @@
 //! - [`provider`]: vendor trait, shared delivery layer, one module per vendor.
 //! - [`mock_vendor`]: loopback vendor servers for tests, the demo and load tests.
 //! - [`store`]: the persistence trait and its implementations.  [`metrics`]: every metric name.
+//! - [`process`]: this process's CPU, memory and start time (for `/metrics` and the mocks).
 
 pub mod api;
 pub mod clock;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod mock_vendor;
 pub mod model;
 pub mod policy;
+pub mod process;
 pub mod provider;
 pub mod render;
 pub mod session;

@@ -1,8 +1,8 @@
 //! The `pushd` binary: parse the command line, load and validate the config, start tracing and
-//! metrics, run the daemon until SIGINT/SIGTERM.
+//! metrics, run the daemon (or, for `pushd mocks`, only the mock vendors) until SIGINT/SIGTERM.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -30,9 +30,23 @@ struct Addresses {
     #[arg(long, env = "PUSHD_DATA_DIR")]
     data_dir: Option<String>,
     /// Once listening, write {"gateway","operator","pid"} as JSON here (scripts, tests; handy
-    /// with port 0).
+    /// with port 0); `pushd demo` adds "mock_control".
     #[arg(long)]
     ready_file: Option<PathBuf>,
+}
+
+/// Where the demo mock vendors listen (`pushd demo`, `pushd mocks`).
+#[derive(clap::Args, Clone)]
+struct MockAddresses {
+    /// Mock APNs address.
+    #[arg(long, env = "PUSHD_MOCK_APNS", default_value = "127.0.0.1:8443")]
+    mock_apns: String,
+    /// Mock FCM address.
+    #[arg(long, env = "PUSHD_MOCK_FCM", default_value = "127.0.0.1:8444")]
+    mock_fcm: String,
+    /// Mock vendors' inspection endpoint (`GET /mock/apns/received`).
+    #[arg(long, env = "PUSHD_MOCK_CONTROL", default_value = "127.0.0.1:9099")]
+    mock_control: String,
 }
 
 #[derive(Subcommand)]
@@ -49,15 +63,24 @@ enum Command {
     Demo {
         #[command(flatten)]
         addresses: Addresses,
-        /// Mock APNs address.
-        #[arg(long, env = "PUSHD_MOCK_APNS", default_value = "127.0.0.1:8443")]
-        mock_apns: String,
-        /// Mock FCM address.
-        #[arg(long, env = "PUSHD_MOCK_FCM", default_value = "127.0.0.1:8444")]
-        mock_fcm: String,
-        /// Mock vendors' inspection endpoint (`GET /mock/apns/received`).
-        #[arg(long, env = "PUSHD_MOCK_CONTROL", default_value = "127.0.0.1:9099")]
-        mock_control: String,
+        #[command(flatten)]
+        mocks: MockAddresses,
+    },
+    /// Run only the demo's mock vendors and their control endpoint, and write the config with
+    /// which `pushd serve --config FILE` in another process uses them.
+    Mocks {
+        #[command(flatten)]
+        mocks: MockAddresses,
+        /// Data folder for the mocks' CA and the demo keys (overrides data_dir; default as for
+        /// `pushd demo`). The written config keeps pushd's store here too, in `store/`.
+        #[arg(long, env = "PUSHD_DATA_DIR")]
+        data_dir: Option<String>,
+        /// Where to write the config for `pushd serve --config FILE`.
+        #[arg(long)]
+        config_out: PathBuf,
+        /// Once listening, write {"mock_control","config","pid"} as JSON here.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
     },
     /// Validate a config file and print every problem.
     CheckConfig {
@@ -85,22 +108,31 @@ fn init_tracing(filter: &str) {
     tracing_subscriber::fmt().with_env_filter(filter).init();
 }
 
-async fn serve(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+/// Writes `text` to `path` whole, then renames it into place, so a reader polling for the file
+/// never sees half of it.
+fn write_whole(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).with_context(|| format!("{}", path.display()))
+}
+
+/// Runs the daemon until SIGINT/SIGTERM. The ready file gets `extra` fields besides
+/// gateway, operator and pid.
+async fn serve(settings: Settings, ready_file: Option<PathBuf>, extra: &[(&str, String)]) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("data_dir {}", settings.data_dir.display()))?;
     let listeners = pushd::Listeners::bind(&settings).context("binding listeners")?;
     let store = pushd::store::open(&settings).context("opening the store")?;
     let running = pushd::run(settings, listeners, store, Arc::new(SystemClock)).await?;
     if let Some(path) = ready_file {
-        let ready = serde_json::json!({
+        let mut ready = serde_json::json!({
             "gateway": running.gateway_addr.to_string(),
             "operator": running.operator_addr.to_string(),
             "pid": std::process::id(),
         });
-        // Written whole then renamed, so a reader never sees half a file.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, ready.to_string())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .with_context(|| format!("ready file {}", path.display()))?;
+        for (key, value) in extra {
+            ready[*key] = serde_json::Value::String(value.clone());
+        }
+        write_whole(&path, &ready.to_string()).context("ready file")?;
     }
     wait_for_signal().await;
     tracing::info!("shutting down");
@@ -123,6 +155,51 @@ async fn wait_for_signal() {
     }
 }
 
+/// `pushd mocks`: the demo's mock vendors and their control endpoint until SIGINT/SIGTERM, and
+/// the config for a `pushd serve` in another process written to `config_out`.
+fn mocks(
+    at: &MockAddresses,
+    data_dir: Option<String>,
+    config_out: &Path,
+    ready_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let demo = Loader::new().layer_str("config/demo.toml", pushd::config::DEMO_TOML)?;
+    // data_dir as `pushd demo` resolves it (flag, then environment, then demo.toml), made
+    // absolute so the written config works from any folder. Nothing else of the environment
+    // goes into the file: `pushd serve` applies its own.
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let dir = match data_dir {
+        Some(dir) => dir,
+        None => demo.clone().layer_env(&env).raw()?.data_dir,
+    };
+    let dir = std::path::absolute(&dir).with_context(|| format!("data_dir {dir}"))?;
+    let dir = dir.to_str().with_context(|| format!("data_dir {}: not UTF-8", dir.display()))?.to_owned();
+    let loader = demo.set(&["data_dir"], toml::Value::String(dir));
+    let raw = loader.raw()?;
+    init_tracing(&raw.log);
+    // A multi-threaded runtime of its own, its threads named like the load harness's
+    // in-process mocks, so a profile splits CPU by thread name the same way.
+    let runtime = tokio::runtime::Builder::new_multi_thread().thread_name("mock-worker").enable_all().build()?;
+    runtime.block_on(async move {
+        let mocks = pushd::demo::start_mocks(&raw, &at.mock_apns, &at.mock_fcm, &at.mock_control).await?;
+        write_whole(config_out, &mocks.serve_config(loader)?).context("config file")?;
+        let config = std::path::absolute(config_out)?;
+        mocks.print_mocks_banner(&config);
+        if let Some(path) = ready_file {
+            let ready = serde_json::json!({
+                "mock_control": mocks.control.to_string(),
+                "config": config.display().to_string(),
+                "pid": std::process::id(),
+            });
+            write_whole(&path, &ready.to_string()).context("ready file")?;
+        }
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        drop(mocks);
+        Ok(())
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -134,18 +211,19 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { config, addresses } => {
             let settings = apply(Loader::new().layer_file(&config)?, &addresses).settings()?;
             init_tracing(&settings.log);
-            actix_rt::System::new().block_on(serve(settings, addresses.ready_file))
+            actix_rt::System::new().block_on(serve(settings, addresses.ready_file, &[]))
         }
-        Command::Demo { addresses, mock_apns, mock_fcm, mock_control } => {
+        Command::Demo { addresses, mocks: at } => {
             let loader = apply(Loader::new().layer_str("config/demo.toml", pushd::config::DEMO_TOML)?, &addresses);
             let raw = loader.raw()?;
             init_tracing(&raw.log);
             actix_rt::System::new().block_on(async move {
-                let mocks = pushd::demo::start_mocks(&raw, &mock_apns, &mock_fcm, &mock_control).await?;
+                let mocks = pushd::demo::start_mocks(&raw, &at.mock_apns, &at.mock_fcm, &at.mock_control).await?;
                 let settings = mocks.apply(loader).settings()?;
                 mocks.print_banner(&settings);
-                serve(settings, addresses.ready_file).await
+                serve(settings, addresses.ready_file, &[("mock_control", mocks.control.to_string())]).await
             })
         }
+        Command::Mocks { mocks: at, data_dir, config_out, ready_file } => mocks(&at, data_dir, &config_out, ready_file),
     }
 }

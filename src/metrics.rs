@@ -5,11 +5,18 @@
 //! The recorder is process-global. [`install`] sets it up once and hands out the handle that
 //! the operator listener renders on `/metrics`; later calls return the same handle, so several
 //! daemons in one test process share it (tests assert on deltas or on labels unique to them).
+//!
+//! The exception to the `pushd_` prefix: the standard process metrics every Prometheus client
+//! library exports (`process_cpu_seconds_total`, …), under their standard names so that the
+//! usual dashboards and the load harness read them unchanged. They are rendered from
+//! [`Usage`] at each scrape ([`render_process`]), not recorded.
 
 use std::sync::OnceLock;
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::process::Usage;
 
 /// Messages accepted by `POST /v1/messages` (a retried id is not counted again).
 pub const MESSAGES_ACCEPTED: &str = "pushd_messages_accepted_total";
@@ -53,6 +60,12 @@ pub const API_ERRORS: &str = "pushd_api_errors_total";
 /// `invalid_token`, `unknown_app`, `failed`, …), or one per refused request (`forbidden`,
 /// `bad_request`).
 pub const MATRIX_NOTIFICATIONS: &str = "pushd_matrix_notifications_total";
+/// CPU time (user + system) the process used since it started, seconds (standard name).
+pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
+/// Resident memory of the process, bytes (standard name).
+pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+/// When the process started, seconds since the Unix epoch (standard name).
+pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
 
 /// Vendor round trips on loopback take ~0.1 ms and real vendors 20–500 ms; slow answers and
 /// timeouts reach seconds. Buckets span 0.5 ms to 30 s so both the mock and production land
@@ -110,4 +123,23 @@ fn describe() {
     describe_gauge!(CREDENTIAL_PARKED, "1 while a credential's daily quota is spent.");
     describe_gauge!(PRUNING_PAUSED, "1 while the mass-invalidation guard holds token pruning.");
     describe_counter!(MATRIX_NOTIFICATIONS, "Matrix notify devices (or refused requests) by outcome.");
+}
+
+/// The standard process metrics for `usage` in Prometheus text format, to append to the
+/// recorder's output. Written here instead of recorded through the `metrics` crate: its
+/// counters hold whole numbers, `process_cpu_seconds_total` is a counter of fractional seconds,
+/// and as a gauge its `_total` suffix fails `promtool check metrics`.
+pub fn render_process(usage: &Usage) -> String {
+    let Usage { cpu_seconds, rss_bytes, start_time_seconds, .. } = *usage;
+    format!(
+        "# HELP {PROCESS_CPU} Total user and system CPU time spent in seconds.\n\
+         # TYPE {PROCESS_CPU} counter\n\
+         {PROCESS_CPU} {cpu_seconds}\n\
+         # HELP {PROCESS_RESIDENT_MEMORY} Resident memory size in bytes.\n\
+         # TYPE {PROCESS_RESIDENT_MEMORY} gauge\n\
+         {PROCESS_RESIDENT_MEMORY} {rss_bytes}\n\
+         # HELP {PROCESS_START_TIME} Start time of the process since unix epoch in seconds.\n\
+         # TYPE {PROCESS_START_TIME} gauge\n\
+         {PROCESS_START_TIME} {start_time_seconds}\n"
+    )
 }

@@ -1,12 +1,14 @@
 //! The operator listener: /metrics passes `promtool check metrics`, histograms have explicit
-//! buckets, labels are bounded; /healthz and /readyz answer.
+//! buckets, labels are bounded, the standard process metrics are there; /healthz and /readyz
+//! answer.
 
 mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use support::TestDaemon;
+use pushd::process::Usage;
+use support::{metric, TestDaemon};
 
 #[actix_rt::test]
 async fn metrics_pass_promtool_and_carry_push_outcomes_with_buckets() {
@@ -38,6 +40,32 @@ async fn metrics_pass_promtool_and_carry_push_outcomes_with_buckets() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[actix_rt::test]
+async fn metrics_show_the_process_cpu_memory_and_start_time() {
+    let d = TestDaemon::start().await;
+    // The daemon runs in this test process, so the figures are this process's.
+    let before = Usage::read().expect("/proc is readable on Linux");
+
+    let text = d.metrics().await;
+
+    let after = Usage::read().expect("/proc is readable on Linux");
+    let now = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+    for (name, kind) in [
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name} is not a {kind}:\n{text}");
+    }
+    let cpu = metric(&text, "process_cpu_seconds_total", &[]);
+    let rss = metric(&text, "process_resident_memory_bytes", &[]);
+    let start = metric(&text, "process_start_time_seconds", &[]);
+    assert!((before.cpu_seconds..=after.cpu_seconds).contains(&cpu), "CPU {cpu}: {before:?} → {after:?}");
+    assert!(rss > 1024.0 * 1024.0, "RSS above 1 MiB: {rss}");
+    assert_eq!(start, before.start_time_seconds);
+    assert!(start <= now + 1.0 && start > now - 3600.0, "started within the last hour: {start}, now {now}");
 }
 
 #[actix_rt::test]

@@ -1,5 +1,6 @@
-//! The operator listener: `/metrics` (Prometheus text), `/healthz` (the process answers),
-//! `/readyz` (listeners bound and providers started), and the `/admin` endpoints.
+//! The operator listener: `/metrics` (Prometheus text, with the standard `process_*` metrics),
+//! `/healthz` (the process answers), `/readyz` (listeners bound and providers started), and the
+//! `/admin` endpoints.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use actix_web::{web, HttpResponse};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::metrics as m;
+use crate::process::Usage;
 use crate::session::Registry;
 
 /// What the operator handlers share.
@@ -29,7 +31,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn metrics(state: web::Data<OperatorState>) -> HttpResponse {
     metrics::gauge!(m::SESSIONS_ACTIVE).set(state.registry.active() as f64);
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+    let mut text = state.metrics.render();
+    // Without /proc (not Linux) the process metrics are left out rather than shown as zero.
+    if let Some(usage) = Usage::read() {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&m::render_process(&usage));
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
 }
 
 async fn healthz(state: web::Data<OperatorState>) -> HttpResponse {

@@ -214,6 +214,14 @@ impl Loader {
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         validate(self.raw()?)
     }
+
+    /// The merged document as TOML (defaults included), for a file that `pushd serve --config`
+    /// reads back to the same config (`pushd mocks --config-out`).
+    pub fn to_toml_string(&self) -> String {
+        // Invariant: the document holds only TOML values (it was parsed from TOML or set from
+        // `toml::Value`s), which always serialize.
+        toml::to_string(&self.doc).expect("a TOML table serializes")
+    }
 }
 
 fn merge(base: &mut toml::Table, layer: toml::Table) {
@@ -527,6 +535,23 @@ mod tests {
         assert_eq!(s.listen.gateway, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(s.sessions.ack_timeout, Duration::from_secs(10));
         assert!(s.credentials.is_empty());
+    }
+
+    #[test]
+    fn a_loader_written_as_toml_reads_back_to_the_same_document() {
+        let loader = Loader::new()
+            .layer_str("config/demo.toml", DEMO_TOML)
+            .unwrap()
+            .set(&["data_dir"], toml::Value::String("/var/lib/pushd \"demo\"".into()))
+            .set(&["credentials", "demo-apns", "endpoint"], toml::Value::String("https://127.0.0.1:1/".into()));
+
+        let text = loader.to_toml_string();
+        let again = Loader::new().layer_str("written", &text).unwrap();
+
+        assert_eq!(again.doc, loader.doc);
+        assert_eq!(again.to_toml_string(), text);
+        assert_eq!(again.raw().unwrap().data_dir, "/var/lib/pushd \"demo\"");
+        assert!(text.contains("[credentials.demo-apns]"), "{text}");
     }
 
     #[test]

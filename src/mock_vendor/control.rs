@@ -7,10 +7,19 @@
 //! | Route | Does |
 //! |---|---|
 //! | `GET /mock` | the mocks served: vendor, url, counters |
+//! | `GET /mock/process` | this process's [`Usage`]: pid, CPU, RSS, start time; 503 without `/proc` |
+//! | `GET /mock/{vendor}` | one mock: vendor, url, `ca_pem`, `started_unix_us`, counters |
 //! | `GET /mock/{vendor}/received` | every [`Received`](super::Received), newest last |
+//! | `DELETE /mock/{vendor}/received` | removes and returns every [`Received`](super::Received), oldest first |
 //! | `GET /mock/{vendor}/rules` | the pending [`MockRule`]s |
 //! | `POST /mock/{vendor}/rules` | adds a [`MockRule`] (body: its JSON) |
 //! | `DELETE /mock/{vendor}/rules` | removes every rule |
+//!
+//! An unknown vendor is a 404 that lists the known ones; a known route with another method, a
+//! 405. `GET /mock/{vendor}` gives what a client in another process needs: the CA to trust, and
+//! `started_unix_us`, the wall clock (µs since the Unix epoch) at which `at_us` of the records
+//! is 0. A load harness drains the record with `DELETE …/received` so nothing is dropped at
+//! [`RECORD_CAPACITY`](super::RECORD_CAPACITY).
 //!
 //! No auth, no TLS: bind it to loopback. Not here: anything vendor-specific.
 
@@ -30,6 +39,7 @@ use tokio::net::TcpListener;
 
 use super::tls::{drive, spawn_accept_loop, Stopper};
 use super::{reply, MockApns, MockFcm, MockRule, MockServer, ReadRequest, Reply};
+use crate::process::Usage;
 
 /// Keeps the control server running; it stops on [`ControlHandle::shutdown`] or when the
 /// handle is dropped.
@@ -107,6 +117,16 @@ fn ok(body: Value) -> Reply {
     reply(200, &[], Some(&body))
 }
 
+fn not_allowed(method: &Method) -> Reply {
+    error(405, format!("{method} not allowed here"))
+}
+
+/// The 404 for a vendor no mock is named after, listing the known ones.
+fn unknown(mocks: &BTreeMap<&'static str, MockServer>, vendor: &str) -> Reply {
+    let known: Vec<&str> = mocks.keys().copied().collect();
+    error(404, format!("no mock {vendor:?}; known: {}", known.join(", ")))
+}
+
 async fn route(mocks: &BTreeMap<&'static str, MockServer>, req: Request<Incoming>) -> Reply {
     let r = ReadRequest::read(req).await;
     let segments: Vec<&str> = r.path.trim_matches('/').split('/').collect();
@@ -125,13 +145,36 @@ async fn route(mocks: &BTreeMap<&'static str, MockServer>, req: Request<Incoming
                 .collect();
             ok(Value::Array(list))
         }
+        ["mock"] => not_allowed(&r.method),
+        // No vendor is called "process"; this route is the process the mocks run in.
+        ["mock", "process"] => match (&r.method, Usage::read()) {
+            (&Method::GET, Some(usage)) => ok(json!(usage)),
+            (&Method::GET, None) => error(503, "process usage unavailable: no /proc on this system".to_owned()),
+            _ => not_allowed(&r.method),
+        },
+        ["mock", vendor] => {
+            let Some(mock) = mocks.get(vendor) else {
+                return unknown(mocks, vendor);
+            };
+            if r.method != Method::GET {
+                return not_allowed(&r.method);
+            }
+            ok(json!({
+                "vendor": mock.vendor(),
+                "url": mock.url().as_str(),
+                "ca_pem": mock.ca_pem(),
+                "started_unix_us": mock.started_unix_us(),
+                "connections_opened": mock.connections_opened(),
+                "requests_total": mock.requests_total(),
+            }))
+        }
         ["mock", vendor, what @ ("received" | "rules")] => {
             let Some(mock) = mocks.get(vendor) else {
-                let known: Vec<&str> = mocks.keys().copied().collect();
-                return error(404, format!("no mock {vendor:?}; known: {}", known.join(", ")));
+                return unknown(mocks, vendor);
             };
             match (*what, &r.method) {
                 ("received", &Method::GET) => ok(json!(mock.received())),
+                ("received", &Method::DELETE) => ok(json!(mock.take_received())),
                 ("rules", &Method::GET) => ok(json!(mock.rules())),
                 ("rules", &Method::POST) => match serde_json::from_slice::<MockRule>(&r.body) {
                     Ok(rule) => {
@@ -144,7 +187,7 @@ async fn route(mocks: &BTreeMap<&'static str, MockServer>, req: Request<Incoming
                     mock.clear_rules();
                     ok(json!({ "rules": 0 }))
                 }
-                _ => error(405, format!("{} not allowed here", r.method)),
+                _ => not_allowed(&r.method),
             }
         }
         _ => error(404, format!("no route {}", r.path)),
@@ -156,6 +199,7 @@ mod tests {
     use super::super::testing::{client, APNS_KEY_P8, APNS_PUB_PEM};
     use super::super::{MockAnswer, MockApnsConfig};
     use super::*;
+    use crate::clock::Clock as _;
 
     #[tokio::test]
     async fn rules_posted_over_control_shape_answers_and_received_lists_them() {
@@ -214,6 +258,95 @@ mod tests {
         assert!(apns.rules().is_empty());
         assert_eq!(unknown.status(), 404);
         assert_eq!(bad_rule.status(), 400);
+    }
+
+    /// A mock APNs and a control server for it on free ports; the control base URL.
+    async fn apns_with_control() -> (MockApns, ControlHandle, String) {
+        let apns = MockApns::start(MockApnsConfig::new("DEMOTEAM01", "DEMOKEY001", APNS_PUB_PEM, "com.example.im"))
+            .await
+            .expect("apns starts");
+        let local = "127.0.0.1:0".parse().expect("addr");
+        let (addr, control) = serve_control(local, Some(apns.clone()), None).await.expect("control starts");
+        (apns, control, format!("http://{addr}/mock"))
+    }
+
+    /// Sends `n` requests without a provider token: refused by the mock, recorded all the same.
+    async fn push_unsigned(apns: &MockApns, n: usize) {
+        let url = apns.url().join(&format!("3/device/{}", "ab".repeat(32))).expect("url");
+        for _ in 0..n {
+            client(apns, true).post(url.clone()).body("{}").send().await.expect("mock answers");
+        }
+    }
+
+    async fn call(method: reqwest::Method, url: &str) -> (u16, Value) {
+        let r = reqwest::Client::new().request(method, url).send().await.expect("control answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON"))
+    }
+
+    #[tokio::test]
+    async fn process_route_shows_this_process() {
+        let (_apns, _control, base) = apns_with_control().await;
+
+        let (status, usage) = call(reqwest::Method::GET, &format!("{base}/process")).await;
+        let (refused, _) = call(reqwest::Method::POST, &format!("{base}/process")).await;
+
+        let here = Usage::read().expect("/proc is readable on Linux");
+        assert_eq!(status, 200, "{usage}");
+        assert_eq!(usage["pid"], std::process::id());
+        assert_eq!(usage["start_time_seconds"].as_f64(), Some(here.start_time_seconds), "{usage}");
+        assert!(usage["cpu_seconds"].as_f64().is_some_and(|c| (0.0..=here.cpu_seconds).contains(&c)), "{usage}");
+        assert!(usage["rss_bytes"].as_u64().is_some_and(|r| r > 0), "{usage}");
+        assert_eq!(refused, 405);
+    }
+
+    #[tokio::test]
+    async fn vendor_route_gives_the_ca_the_wall_clock_start_and_counters() {
+        let (apns, _control, base) = apns_with_control().await;
+        push_unsigned(&apns, 2).await;
+
+        let (status, info) = call(reqwest::Method::GET, &format!("{base}/apns")).await;
+        let (unknown, listed) = call(reqwest::Method::GET, &format!("{base}/huawei")).await;
+        let (refused, _) = call(reqwest::Method::PUT, &format!("{base}/apns")).await;
+
+        let now_us = crate::clock::SystemClock.now().timestamp_micros() as u64;
+        assert_eq!(status, 200, "{info}");
+        assert_eq!(info["vendor"], "apns");
+        assert_eq!(info["url"], apns.url().as_str());
+        assert_eq!(info["ca_pem"], apns.ca_pem());
+        assert_eq!(info["started_unix_us"], apns.started_unix_us());
+        let started = info["started_unix_us"].as_u64().expect("a number");
+        assert!(started <= now_us && started > now_us - 60_000_000, "started within the last minute: {info}");
+        assert_eq!(info["requests_total"], 2);
+        assert!(info["connections_opened"].as_u64().is_some_and(|c| c >= 1), "{info}");
+        assert_eq!(unknown, 404);
+        assert!(listed["error"].as_str().is_some_and(|e| e.contains("known: apns")), "{listed}");
+        assert_eq!(refused, 405);
+    }
+
+    #[tokio::test]
+    async fn delete_received_drains_the_record_oldest_first() {
+        let (apns, _control, base) = apns_with_control().await;
+        push_unsigned(&apns, 3).await;
+        let received = format!("{base}/apns/received");
+
+        let (status, taken) = call(reqwest::Method::DELETE, &received).await;
+        let (_, left) = call(reqwest::Method::GET, &received).await;
+        push_unsigned(&apns, 1).await;
+        let (_, next) = call(reqwest::Method::DELETE, &received).await;
+        let (unknown, _) = call(reqwest::Method::DELETE, &format!("{base}/huawei/received")).await;
+        let (refused, _) = call(reqwest::Method::POST, &received).await;
+
+        assert_eq!(status, 200, "{taken}");
+        let seqs: Vec<u64> = taken.as_array().expect("a list").iter().filter_map(|r| r["seq"].as_u64()).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(taken[0]["vendor"], "apns");
+        assert!(taken[0]["at_us"].is_u64(), "the shape of GET …/received: {taken}");
+        assert_eq!(left, json!([]));
+        assert_eq!(next[0]["seq"], 4, "numbering goes on after a drain: {next}");
+        assert_eq!(apns.requests_total(), 4);
+        assert_eq!(unknown, 404);
+        assert_eq!(refused, 405);
     }
 
     #[tokio::test]

@@ -63,7 +63,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::clock::SharedClock;
+use crate::clock::{Clock, SharedClock, SystemClock};
 
 pub use apns::{MockApns, MockApnsConfig};
 pub use control::{serve_control, serve_mocks, ControlHandle};
@@ -168,7 +168,8 @@ pub struct Received {
     pub answer: serde_json::Value,
     /// Which connection (1, 2, … in accept order) carried the request.
     pub connection: u64,
-    /// When it was recorded, in microseconds since the mock started ([`MockServer::started_at`]):
+    /// When it was recorded, in microseconds since the mock started ([`MockServer::started_at`],
+    /// on the wall clock [`MockServer::started_unix_us`]):
     /// the moment the mock decided its answer, which goes out at once (or after `delay_ms`).
     /// The load harness measures accept → vendor answer with it.
     pub at_us: u64,
@@ -279,6 +280,13 @@ impl MockServer {
     /// The instant [`Received::at_us`] counts from.
     pub fn started_at(&self) -> std::time::Instant {
         self.core.started
+    }
+
+    /// The wall-clock time of [`MockServer::started_at`], in µs since the Unix epoch (read from
+    /// the real clock whatever the mock's clock is): `started_unix_us() + at_us` is when a
+    /// request was recorded, comparable across processes on one host.
+    pub fn started_unix_us(&self) -> u64 {
+        self.core.started_unix_us
     }
 
     /// Waits until `pred` holds for the record, then returns the record. Wakes on every new
@@ -410,6 +418,8 @@ pub(crate) struct Core {
     stopper: Stopper,
     /// What [`Received::at_us`] counts from.
     started: std::time::Instant,
+    /// The wall clock at `started`, µs since the Unix epoch.
+    started_unix_us: u64,
 }
 
 impl Core {
@@ -528,6 +538,12 @@ pub(crate) async fn start_mock<V: Vendor>(
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let url = loopback_url("https", addr)?;
+    // Read one after the other, so `started_unix_us + at_us` is a record's wall-clock time (to a
+    // few µs), which another process can compare with its own clock. The real clock, not the
+    // mock's `clock`: tests set that to a manual one for token expiry, while `at_us` is real
+    // elapsed time.
+    let started = std::time::Instant::now();
+    let started_unix_us = u64::try_from(SystemClock.now().timestamp_micros()).unwrap_or(0);
     let core = Arc::new(Core {
         vendor,
         addr,
@@ -542,7 +558,8 @@ pub(crate) async fn start_mock<V: Vendor>(
         in_flight: AtomicUsize::new(0),
         max_in_flight: AtomicUsize::new(0),
         stopper: Stopper::new(),
-        started: std::time::Instant::now(),
+        started,
+        started_unix_us,
     });
     let vendor_state = Arc::new(make(core.clone()));
     tls::spawn_tls_server(listener, config, core.clone(), vendor_state.clone(), protocols);

@@ -564,3 +564,48 @@ impl TestDaemon {
         self.http.get(format!("{}/metrics", self.operator)).send().await.unwrap().text().await.unwrap()
     }
 }
+
+// ---- the pushd binary as a child process ----
+
+/// A `pushd` child process this test started. Dropping it kills and reaps that one process,
+/// so a test that fails half-way leaves nothing running.
+pub struct PushdChild {
+    pub child: std::process::Child,
+}
+
+impl PushdChild {
+    /// Starts the real `pushd` binary with `args` in `cwd` (logs at warn, to the test's stderr).
+    pub fn spawn(args: &[&str], cwd: &std::path::Path) -> Self {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_pushd"))
+            .args(args)
+            .current_dir(cwd)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start the pushd binary");
+        Self { child }
+    }
+
+    /// The JSON of the ready file the child writes once listening (`--ready-file`). Polls: a
+    /// file appearing is no event to await. Bounded to 30 s; fails at once if the child exits.
+    pub async fn wait_ready(&mut self, path: &std::path::Path) -> Value {
+        for _ in 0..600 {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                return serde_json::from_str(&text).unwrap_or_else(|e| panic!("ready file {text:?}: {e}"));
+            }
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                panic!("pushd exited before writing {}: {status}", path.display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("pushd wrote no {} within 30 s", path.display());
+    }
+}
+
+impl Drop for PushdChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
