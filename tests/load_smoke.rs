@@ -1,25 +1,124 @@
-//! The load harness's smoke run: `pushd-load --smoke all` runs every scenario with tiny numbers
-//! for a few seconds, so CI exercises the harness (load-tests/) without the long runs. Nothing
-//! about speed is asserted here: only that it ran to the end and printed its table and ratio.
+//! The load harness's smoke runs: `pushd-load --smoke all` runs every scenario with tiny numbers
+//! for a few seconds, so CI exercises the harness (load-tests/) without the long runs; and the
+//! same against a pushd and mocks already running in processes of their own (`--target`).
+//! Nothing about speed is asserted here: only that the runs went to the end, delivered, and
+//! printed their table and ratio.
+
+mod support;
+
+use support::PushdChild;
+
+const ANY_PORT: &str = "127.0.0.1:0";
+
+fn pushd_load(args: &[&str]) -> String {
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_pushd-load")).args(args).output().expect("pushd-load runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pushd-load {args:?} failed: {:?}\n{stdout}\n{stderr}", out.status);
+    stdout
+}
+
+fn assert_lines(stdout: &str, expected: &[&str]) {
+    for e in expected {
+        assert!(stdout.contains(e), "the summary lacks {e:?}:\n{stdout}");
+    }
+}
 
 #[test]
 fn the_load_harness_smoke_run_completes_and_prints_its_table() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pushd-load"))
-        .args(["--smoke", "all"])
-        .output()
-        .expect("pushd-load runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "pushd-load --smoke failed: {:?}\n{stdout}\n{stderr}", out.status);
-    for expected in [
-        "| scenario |",
-        "offline fan-out",
-        "group fan-out",
-        "presence ingest",
-        "vendor trouble",
-        "idle devices",
-        "RATIO",
-    ] {
-        assert!(stdout.contains(expected), "the summary lacks {expected:?}:\n{stdout}");
-    }
+    let stdout = pushd_load(&["--smoke", "all"]);
+    assert_lines(
+        &stdout,
+        &[
+            "| scenario |",
+            "offline fan-out",
+            "group fan-out",
+            "presence ingest",
+            "vendor trouble",
+            "idle devices",
+            "RATIO",
+        ],
+    );
+}
+
+/// A temp path as an argument (temp dirs have UTF-8 names).
+fn path(p: &std::path::Path) -> String {
+    p.to_str().expect("a UTF-8 temp path").to_owned()
+}
+
+#[tokio::test]
+async fn the_smoke_run_drives_a_running_pushd_and_mocks_in_other_processes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (config, mocks_ready, serve_ready) =
+        (dir.path().join("pushd.toml"), dir.path().join("mocks.json"), dir.path().join("serve.json"));
+    let mut mocks = PushdChild::spawn(
+        &[
+            "mocks",
+            "--mock-apns",
+            ANY_PORT,
+            "--mock-fcm",
+            ANY_PORT,
+            "--mock-control",
+            ANY_PORT,
+            "--data-dir",
+            &path(dir.path()),
+            "--config-out",
+            &path(&config),
+            "--ready-file",
+            &path(&mocks_ready),
+        ],
+        dir.path(),
+    );
+    let control = mocks.wait_ready(&mocks_ready).await["mock_control"].as_str().expect("mock_control").to_owned();
+    let mut serve = PushdChild::spawn(
+        &[
+            "serve",
+            "--config",
+            &path(&config),
+            "--gateway",
+            ANY_PORT,
+            "--operator",
+            ANY_PORT,
+            "--ready-file",
+            &path(&serve_ready),
+        ],
+        dir.path(),
+    );
+    serve.wait_ready(&serve_ready).await;
+
+    // `all`: the memory scenario is skipped (it needs pushd in-process), the others run.
+    let (target, control_again) = (path(&serve_ready), control.clone());
+    let stdout = tokio::task::spawn_blocking(move || {
+        pushd_load(&["--smoke", "--target", &target, "--mock-control", &control, "all"])
+    })
+    .await
+    .expect("pushd-load ran");
+    assert_lines(
+        &stdout,
+        &[
+            "memory: skipped",
+            "| offline fan-out, max rate (APNs) | target |",
+            "| group fan-out, 500 members, max rate | target |",
+            "| presence storm + 2000 msg/s | target |",
+            "| vendor trouble, 2000 msg/s | target |",
+            "RATIO (target store)",
+        ],
+    );
+    assert!(!stdout.contains("one process"), "pushd and the mocks run apart here:\n{stdout}");
+    // Every message row delivered something, to each vendor it aimed at.
+    let fanout = stdout.lines().find(|l| l.starts_with("| offline fan-out, max rate (APNs) |")).expect("fan-out row");
+    assert!(fanout.contains("apns 1000"), "the fan-out row: {fanout}");
+    let mixed = stdout.lines().find(|l| l.contains("(APNs + FCM + Huawei)")).expect("mixed row");
+    assert!(mixed.contains("fcm 250") && mixed.contains("huawei 250"), "the mixed row: {mixed}");
+
+    // A second run against the same pushd: its ids are its own, so nothing is a duplicate.
+    let target = path(&serve_ready);
+    let again = tokio::task::spawn_blocking(move || {
+        pushd_load(&["--smoke", "--target", &target, "--mock-control", &control_again, "fanout"])
+    })
+    .await
+    .expect("pushd-load ran");
+    let fanout = again.lines().find(|l| l.starts_with("| offline fan-out, max rate (APNs) |")).expect("fan-out row");
+    assert!(fanout.contains("apns 1000"), "the second run's fan-out row: {fanout}");
 }
