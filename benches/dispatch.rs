@@ -23,7 +23,7 @@ use pushd::model::{
     Conversation, ConversationId, ConversationKind, CredentialName, DeviceId, Message, MessageId, MessageKind,
     PushOptions, Sender, Token, UserId, VendorKind,
 };
-use pushd::session::messages::{MessageArrived, RegisterDevice};
+use pushd::session::messages::{Arrival, MessageArrived, RegisterDevice};
 use serde_json::json;
 
 const TOKEN: &str = "5c1f3a0e9d5c1f3a0e9d5c1f3a0e9d5c1f3a0e9d5c1f3a0e9d5c1f3a0e9d0a0b";
@@ -142,7 +142,7 @@ fn bench(c: &mut Criterion) {
                     // The API reserves a unit of the pending bound per recipient; so do we.
                     services.reserve_pending(1);
                     let t = Instant::now();
-                    registry.call(&bob, MessageArrived(message(n))).await.unwrap().unwrap();
+                    registry.call(&bob, MessageArrived(message(n), Arrival::Accepted)).await.unwrap().unwrap();
                     mock.wait_for(|r| !r.is_empty(), Duration::from_secs(10)).await.unwrap();
                     let took = t.elapsed();
                     // Untimed: pushd records the answer before the next dispatch (bounded).

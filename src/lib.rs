@@ -292,7 +292,10 @@ fn recover(registry: &Arc<Registry>) -> Result<(), store::StoreError> {
         for user in users {
             // Replayed work counts against the bound too, but is never refused.
             services.force_pending(1);
-            registry.notify(&user, session::messages::MessageArrived(message.clone()));
+            registry.notify(
+                &user,
+                session::messages::MessageArrived(message.clone(), session::messages::Arrival::Replayed),
+            );
             pairs += 1;
         }
     }

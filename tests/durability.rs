@@ -323,3 +323,51 @@ async fn a_push_awaiting_its_answer_shows_in_the_trace_which_is_stored_once_answ
     assert_eq!(entries.len(), 1, "{pushes:#}");
     assert_eq!(entries[0]["devices"][0]["push"]["outcome"], "delivered", "{pushes:#}");
 }
+
+/// A message replayed from the journal is checked against the dedup records an earlier run
+/// wrote (it may have reached some devices before the crash); one just accepted is not looked
+/// up, since nothing can be stored for it yet (`Arrival::Accepted`).
+#[actix_rt::test]
+async fn a_replayed_message_skips_the_devices_an_earlier_run_pushed_it_to() {
+    use pushd::clock::Clock as _;
+    use pushd::model::{Conversation, ConversationId, ConversationKind, Message, MessageId, MessageKind, Sender};
+    use pushd::model::{DeviceId, PushOptions, UserId};
+
+    let d = TestDaemon::start_with(EMBEDDED).await;
+    let phone = d.register_apns("bob", "phone").await;
+    let pad = d.register_apns("bob", "pad").await;
+    // What a crash can leave: the message accepted and pending, the phone's push answered and
+    // recorded, the pad's not yet.
+    let bob = UserId::parse("bob").unwrap();
+    let message = Message {
+        id: MessageId::parse("m-crash").unwrap(),
+        from: Sender { id: UserId::parse("alice").unwrap(), name: Some("Alice".into()) },
+        conversation: Conversation {
+            id: ConversationId::parse("c-1").unwrap(),
+            kind: ConversationKind::Single,
+            name: None,
+        },
+        to: vec![bob.clone()],
+        kind: MessageKind::Text,
+        text: Some("are you there?".into()),
+        mentions: vec![],
+        mention_all: false,
+        push: PushOptions::default(),
+        accepted_at: d.clock.now(),
+    };
+    let store = d.running.registry.services().store.clone();
+    store.accept_message(&message).unwrap();
+    store.mark_pushed(&bob, &message.id, &DeviceId::parse("phone").unwrap(), d.clock.now()).unwrap();
+    store.sync().await.expect("synced");
+    drop(store);
+
+    let d = d.restart().await;
+    d.apns_received(&pad, 1).await;
+    d.wait_outcome("bob", "m-crash", "pad").await;
+    assert!(d.apns.received_for(&phone).is_empty(), "the phone got m-crash twice");
+
+    // A new message reaches both, with no dedup record to consult.
+    d.send_text("m-new", "alice", &["bob"], "hello").await;
+    d.apns_received(&phone, 1).await;
+    d.apns_received(&pad, 2).await;
+}

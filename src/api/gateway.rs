@@ -469,7 +469,7 @@ async fn post_messages(_k: GatewayKey, state: web::Data<ApiState>, b: Body) -> R
                 accepted.push(m.id.to_string());
                 let m = Arc::new(m);
                 for u in &m.to {
-                    deliveries.push((u.clone(), MessageArrived(m.clone())));
+                    deliveries.push((u.clone(), MessageArrived(m.clone(), Arrival::Accepted)));
                 }
             }
             Err(e) => {

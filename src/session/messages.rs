@@ -60,7 +60,17 @@ pub struct PresenceChanged {
 /// A message for this user was accepted.
 #[derive(Debug, Clone, ActixMessage)]
 #[rtype(result = "Result<(), StoreError>")]
-pub struct MessageArrived(pub Arc<Message>);
+pub struct MessageArrived(pub Arc<Message>, pub Arrival);
+
+/// How a message reached its session, which says what the store may already hold for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Accepted by this process a moment ago (its id was new to the intake journal): nothing
+    /// is stored for it yet, neither a trace nor a dedup record.
+    Accepted,
+    /// Replayed from the journal at start: an earlier run may have traced and pushed it.
+    Replayed,
+}
 
 /// The gateway delivered these messages to a device online.
 #[derive(Debug, Clone, ActixMessage)]
