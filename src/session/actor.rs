@@ -26,7 +26,9 @@ use litemap::LiteMap;
 use super::messages::*;
 use super::registry::{Registry, Services};
 use crate::metrics as m;
-use crate::model::{ChatSettings, ConversationId, Device, DeviceId, Message, MessageId, Presence, Token, UserId};
+use crate::model::{
+    ChatSettings, ConversationId, Device, DeviceId, Message, MessageId, Presence, Timestamp, Token, UserId,
+};
 use crate::policy::{self, DeviceView, Recipient, Verdict};
 use crate::provider::actor::{PushJob, Target};
 use crate::provider::Outcome;
@@ -323,6 +325,12 @@ impl Session {
     /// Clears this user's pending mark in the intake journal once the message is decided and
     /// every push it made has its final answer: from then on a restart does not replay it.
     fn maybe_complete(&mut self, id: &MessageId) {
+        self.maybe_complete_with(id, None);
+    }
+
+    /// [`Session::maybe_complete`], with the dedup record of the answer that completes it
+    /// written in the same batch.
+    fn maybe_complete_with(&mut self, id: &MessageId, pushed: Option<(&DeviceId, Timestamp)>) {
         if self.work.as_ref().is_some_and(|w| w.busy_with(id)) {
             return;
         }
@@ -339,6 +347,7 @@ impl Session {
             trace: trace.as_ref(),
             keep: self.services.sessions.trace_per_user,
             badge: (self.badge != self.badge_stored).then_some(self.badge),
+            pushed,
             recipients: was_open.unwrap_or(Recipients::Several),
         };
         match self.services.store.finish(&self.user, id, finish) {
@@ -767,13 +776,20 @@ impl Handler<DeliveryReported> for Session {
         let target = &report.target;
         // A parked push (quota) is not answered yet; everything else is final.
         let is_final = !matches!(report.outcome, Outcome::QuotaExhausted { .. });
+        // The dedup record: with the completion when this answer completes the message (one
+        // write instead of two), else now.
+        let mut pushed_at = None;
         if is_final {
             let now = self.services.clock.now();
-            if let Err(e) = self.services.store.mark_pushed(&self.user, &target.message_id, &target.device, now) {
-                tracing::error!(user = %self.user, error = %e, "dedup record not stored");
-            }
             if let Some(devices) = self.work.as_mut().and_then(|w| w.dispatched.get_mut(&target.message_id)) {
                 devices.remove(&target.device);
+            }
+            if self.work.as_ref().is_some_and(|w| w.busy_with(&target.message_id)) {
+                if let Err(e) = self.services.store.mark_pushed(&self.user, &target.message_id, &target.device, now) {
+                    tracing::error!(user = %self.user, error = %e, "dedup record not stored");
+                }
+            } else {
+                pushed_at = Some(now);
             }
         }
         let mut note = None;
@@ -814,8 +830,8 @@ impl Handler<DeliveryReported> for Session {
             self.record_report(entry, &report, note);
         }
         if is_final {
-            let id = target.message_id.clone();
-            self.maybe_complete(&id);
+            let (id, device) = (target.message_id.clone(), target.device.clone());
+            self.maybe_complete_with(&id, pushed_at.map(|at| (&device, at)));
         }
     }
 }
