@@ -182,7 +182,7 @@ fn main() -> anyhow::Result<()> {
         let r = run(&ctx, &cli, &mut rows).await;
         ctx.mocks.shutdown();
         if let Some(t) = &ctx.target {
-            remote::stop(&t.probe);
+            t.probe.stop();
         }
         r.map(|()| (rows, ctx.ceiling(), ctx.target.as_ref().is_some_and(|t| t.one_process)))
     });

@@ -177,18 +177,13 @@ impl Probe {
     pub fn peak_rss(&self) -> u64 {
         self.peak_rss.load(Ordering::Relaxed)
     }
-}
 
-impl Drop for Probe {
-    fn drop(&mut self) {
+    /// Stops the background scrape (within one interval; its task holds the probe until then).
+    pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
 
-/// Stops the background scrape of a probe (it ends within one interval).
-pub fn stop(probe: &Probe) {
-    probe.stop.store(true, Ordering::Relaxed);
-}
 
 async fn scrape(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
     let resp = http.get(url).send().await?;
