@@ -184,7 +184,6 @@ impl Probe {
     }
 }
 
-
 async fn scrape(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
     let resp = http.get(url).send().await?;
     if !resp.status().is_success() {
