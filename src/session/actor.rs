@@ -72,6 +72,16 @@ pub struct Session {
     last_command: Instant,
 }
 
+/// A message arrived and not completed.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    /// Whether it went to this user only.
+    recipients: Recipients,
+    /// Whether the store may hold its trace: not for a message this process accepted, until
+    /// it completes.
+    stored: Stored,
+}
+
 /// Whether the store may hold a message's trace or dedup records for this user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stored {
@@ -91,7 +101,7 @@ struct Work {
     dispatched: HashMap<MessageId, BTreeSet<DeviceId>>,
     /// Messages arrived and not completed, and whether each went to this user only: each holds
     /// one unit of the daemon's pending bound.
-    open: HashMap<MessageId, Recipients>,
+    open: HashMap<MessageId, Open>,
     /// Traces of the messages still worked on (waiting for an ack or a vendor's answer), kept
     /// here and written to the store once, when the message completes. `GET …/pushes` merges
     /// them in (`OpenTraces`). Measured (load harness, issue 6): writing the trace at the
@@ -347,8 +357,9 @@ impl Session {
             trace: trace.as_ref(),
             keep: self.services.sessions.trace_per_user,
             badge: (self.badge != self.badge_stored).then_some(self.badge),
+            trace_new: was_open.is_some_and(|o| o.stored == Stored::Nothing),
             pushed,
-            recipients: was_open.unwrap_or(Recipients::Several),
+            recipients: was_open.map_or(Recipients::Several, |o| o.recipients),
         };
         match self.services.store.finish(&self.user, id, finish) {
             Ok(()) => self.badge_stored = self.badge,
@@ -674,13 +685,13 @@ impl Handler<MessageArrived> for Session {
         }
         let recipients =
             if message.to.len() == 1 && message.to[0] == self.user { Recipients::Only } else { Recipients::Several };
-        work.open.insert(message.id.clone(), recipients);
         // Measured (load harness, issue 6): for a message just accepted, the trace and dedup
-        // lookups were two store reads per push that could not find anything.
+        // lookups were store reads per push that could not find anything.
         let stored = match arrival {
             Arrival::Accepted => Stored::Nothing,
             Arrival::Replayed => Stored::Maybe,
         };
+        work.open.insert(message.id.clone(), Open { recipients, stored });
         self.evaluate(message, BTreeSet::new(), stored, ctx);
         Ok(())
     }

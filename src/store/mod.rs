@@ -80,6 +80,9 @@ pub enum Recipients {
 pub struct Finish<'a> {
     /// The message's trace, to insert or replace, keeping the user's newest `keep`.
     pub trace: Option<&'a TraceEntry>,
+    /// The caller knows no trace of this message is stored (its first completion, for a
+    /// message this process accepted): the store need not look for one to replace.
+    pub trace_new: bool,
     pub keep: usize,
     /// The user's badge, when it changed since it was last stored.
     pub badge: Option<u32>,

@@ -81,6 +81,8 @@ both!(
     sync_resolves_ok_for_one_caller_and_for_many_at_once,
     a_sweep_keeps_the_id_of_a_message_still_pending,
     finishing_a_message_stores_its_dedup_record_trace_and_badge_and_completes_it,
+    the_trace_of_a_reused_message_id_stays_findable_when_its_old_entry_is_evicted,
+    the_trace_of_a_reused_message_id_stays_findable_when_its_old_entry_is_swept,
 );
 
 fn uid(s: &str) -> UserId {
@@ -496,6 +498,7 @@ fn finishing_a_message_stores_its_dedup_record_trace_and_badge_and_completes_it(
     let phone = did("phone");
     let finish = Finish {
         trace: Some(&entry),
+        trace_new: true,
         keep: 2,
         badge: Some(3),
         pushed: Some((&phone, at(11))),
@@ -511,18 +514,62 @@ fn finishing_a_message_stores_its_dedup_record_trace_and_badge_and_completes_it(
 
     // Finishing again replaces the trace in place; `keep` still holds.
     let later = trace_entry("m1", 12, "acked");
-    let again = Finish { trace: Some(&later), keep: 2, badge: None, pushed: None, recipients: Recipients::Several };
+    let again = Finish {
+        trace: Some(&later),
+        trace_new: false,
+        keep: 2,
+        badge: None,
+        pushed: None,
+        recipients: Recipients::Several,
+    };
     store.finish(&bob, &mid("m1"), again).unwrap();
     assert_eq!(trace_ids(store, "bob", 10), ["m1", "m0"]);
     assert_eq!(store.trace(&bob, &mid("m1")).unwrap(), Some(later));
     assert_eq!(store.badge(&bob).unwrap(), 3, "no badge given: the stored one stays");
 
     // Neither trace nor badge: only the completion, which removes the message.
-    let bare = Finish { trace: None, keep: 2, badge: None, pushed: None, recipients: Recipients::Several };
+    let bare =
+        Finish { trace: None, trace_new: false, keep: 2, badge: None, pushed: None, recipients: Recipients::Several };
     store.finish(&carol, &mid("m1"), bare).unwrap();
     assert!(store.pending().unwrap().is_empty());
     assert!(store.traces(&carol, 10).unwrap().is_empty());
     assert_eq!(store.badge(&carol).unwrap(), 0);
+}
+
+/// A message id accepted again after its first use expired, finished as new (`trace_new`):
+/// the store may keep the old entry beside the new one, but `trace` finds the new one.
+fn finish_reused_id(store: &dyn Store, bob: &UserId) -> TraceEntry {
+    store.upsert_trace(bob, &trace_entry("m1", 1, "push"), 3).unwrap();
+    let newer = trace_entry("m1", 50, "acked");
+    let finish = Finish {
+        trace: Some(&newer),
+        trace_new: true,
+        keep: 3,
+        badge: None,
+        pushed: None,
+        recipients: Recipients::Only,
+    };
+    store.finish(bob, &mid("m1"), finish).unwrap();
+    assert_eq!(store.trace(bob, &mid("m1")).unwrap(), Some(newer.clone()));
+    newer
+}
+
+fn the_trace_of_a_reused_message_id_stays_findable_when_its_old_entry_is_evicted(store: &dyn Store) {
+    let bob = uid("bob");
+    let newer = finish_reused_id(store, &bob);
+    // Two more: with `keep` 3, the oldest entry goes (if the store kept two for m1).
+    store.upsert_trace(&bob, &trace_entry("m2", 51, "push"), 3).unwrap();
+    store.upsert_trace(&bob, &trace_entry("m3", 52, "push"), 3).unwrap();
+    assert_eq!(store.trace(&bob, &mid("m1")).unwrap(), Some(newer));
+    assert_eq!(trace_ids(store, "bob", 10), ["m3", "m2", "m1"]);
+}
+
+fn the_trace_of_a_reused_message_id_stays_findable_when_its_old_entry_is_swept(store: &dyn Store) {
+    let bob = uid("bob");
+    let newer = finish_reused_id(store, &bob);
+    store.sweep(at(10)).unwrap();
+    assert_eq!(store.trace(&bob, &mid("m1")).unwrap(), Some(newer));
+    assert_eq!(trace_ids(store, "bob", 10), ["m1"]);
 }
 
 fn upserting_a_trace_replaces_the_entry_of_its_message(store: &dyn Store) {
@@ -708,6 +755,7 @@ fn writes_survive_dropping_the_embedded_store_without_an_explicit_sync() {
         let entry = trace_entry("m2", 3, "push");
         let finish = Finish {
             trace: Some(&entry),
+            trace_new: true,
             keep: 10,
             badge: Some(10),
             pushed: Some((&did("phone"), at(3))),
