@@ -81,7 +81,7 @@ pub struct Probe {
     cpu_bits: AtomicU64,
     rss: AtomicU64,
     peak_rss: AtomicU64,
-    /// Completed scrapes: a waiter wants one that started after it asked.
+    /// Successful scrapes: a waiter wants one that started after it asked.
     scrapes: AtomicU64,
     failures: AtomicU64,
     stop: AtomicBool,
@@ -119,14 +119,18 @@ impl Probe {
                 }
                 tokio::time::sleep(SCRAPE_EVERY).await;
                 match scrape(&http, &url).await {
-                    Ok(text) => p.absorb(&text),
+                    Ok(text) => {
+                        p.absorb(&text);
+                        // Only a scrape that read something counts: "drained" is never
+                        // concluded from a stale reading.
+                        p.scrapes.fetch_add(1, Ordering::Release);
+                    }
                     Err(e) => {
                         if p.failures.fetch_add(1, Ordering::Relaxed) == 0 {
                             eprintln!("pushd-load: scraping {url}: {e:#}");
                         }
                     }
                 }
-                p.scrapes.fetch_add(1, Ordering::Release);
             }
         });
         Ok(probe)
@@ -150,8 +154,8 @@ impl Probe {
         self.pending.load(Ordering::Relaxed)
     }
 
-    /// Waits (bounded by `limit`) for a scrape that began after this call, then gives the
-    /// backlog it read: a fresh answer for "is pushd drained?".
+    /// Waits (bounded by `limit`) for a successful scrape that began after this call, then
+    /// gives the backlog it read: a fresh answer for "is pushd drained?" (`None` if none came).
     pub async fn fresh_pending(&self, limit: Duration) -> Option<usize> {
         let seen = self.scrapes.load(Ordering::Acquire);
         let deadline = tokio::time::Instant::now() + limit;
