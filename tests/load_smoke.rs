@@ -6,9 +6,7 @@
 
 mod support;
 
-use support::PushdChild;
-
-const ANY_PORT: &str = "127.0.0.1:0";
+use support::{arg_path as path, PushdChild};
 
 fn pushd_load(args: &[&str]) -> String {
     let out =
@@ -42,50 +40,13 @@ fn the_load_harness_smoke_run_completes_and_prints_its_table() {
     );
 }
 
-/// A temp path as an argument (temp dirs have UTF-8 names).
-fn path(p: &std::path::Path) -> String {
-    p.to_str().expect("a UTF-8 temp path").to_owned()
-}
-
 #[tokio::test]
 async fn the_smoke_run_drives_a_running_pushd_and_mocks_in_other_processes() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (config, mocks_ready, serve_ready) =
-        (dir.path().join("pushd.toml"), dir.path().join("mocks.json"), dir.path().join("serve.json"));
-    let mut mocks = PushdChild::spawn(
-        &[
-            "mocks",
-            "--mock-apns",
-            ANY_PORT,
-            "--mock-fcm",
-            ANY_PORT,
-            "--mock-control",
-            ANY_PORT,
-            "--data-dir",
-            &path(dir.path()),
-            "--config-out",
-            &path(&config),
-            "--ready-file",
-            &path(&mocks_ready),
-        ],
-        dir.path(),
-    );
-    let control = mocks.wait_ready(&mocks_ready).await["mock_control"].as_str().expect("mock_control").to_owned();
-    let mut serve = PushdChild::spawn(
-        &[
-            "serve",
-            "--config",
-            &path(&config),
-            "--gateway",
-            ANY_PORT,
-            "--operator",
-            ANY_PORT,
-            "--ready-file",
-            &path(&serve_ready),
-        ],
-        dir.path(),
-    );
-    serve.wait_ready(&serve_ready).await;
+    let config = dir.path().join("pushd.toml");
+    let (_mocks, ready) = PushdChild::mocks(dir.path(), &path(dir.path()), &config).await;
+    let control = ready["mock_control"].as_str().expect("mock_control").to_owned();
+    let (_serve, serve_ready, _) = PushdChild::serve(dir.path(), &config).await;
 
     // `all`: the memory scenario is skipped (it needs pushd in-process), the others run.
     let (target, control_again) = (path(&serve_ready), control.clone());

@@ -8,14 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{apns_token, PushdChild};
-
-const ANY_PORT: &str = "127.0.0.1:0";
-
-/// A temp path as an argument (temp dirs have UTF-8 names).
-fn path(p: &std::path::Path) -> String {
-    p.to_str().expect("a UTF-8 temp path").to_owned()
-}
+use support::{apns_token, arg_path as path, PushdChild, ANY_MOCK_PORTS, ANY_PORT};
 
 async fn call(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
     let mut request = reqwest::Client::new().request(method, url).bearer_auth("demo-key");
@@ -30,44 +23,11 @@ async fn call(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, 
 #[tokio::test]
 async fn serve_with_the_config_pushd_mocks_wrote_delivers_to_those_mocks() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (config, mocks_ready, serve_ready) =
-        (dir.path().join("pushd.toml"), dir.path().join("mocks.json"), dir.path().join("serve.json"));
+    let config = dir.path().join("pushd.toml");
     // A relative --data-dir in the mocks' folder, and pushd serve started from elsewhere: the
     // written config must name its files absolutely.
-    let mut mocks = PushdChild::spawn(
-        &[
-            "mocks",
-            "--mock-apns",
-            ANY_PORT,
-            "--mock-fcm",
-            ANY_PORT,
-            "--mock-control",
-            ANY_PORT,
-            "--data-dir",
-            "data",
-            "--config-out",
-            &path(&config),
-            "--ready-file",
-            &path(&mocks_ready),
-        ],
-        dir.path(),
-    );
-    let ready = mocks.wait_ready(&mocks_ready).await;
-    let mut serve = PushdChild::spawn(
-        &[
-            "serve",
-            "--config",
-            &path(&config),
-            "--gateway",
-            ANY_PORT,
-            "--operator",
-            ANY_PORT,
-            "--ready-file",
-            &path(&serve_ready),
-        ],
-        std::path::Path::new("/"),
-    );
-    let served = serve.wait_ready(&serve_ready).await;
+    let (mocks, ready) = PushdChild::mocks(dir.path(), "data", &config).await;
+    let (serve, _, served) = PushdChild::serve(std::path::Path::new("/"), &config).await;
     let control = format!("http://{}/mock", ready["mock_control"].as_str().expect("mock_control"));
     let gateway = format!("http://{}", served["gateway"].as_str().expect("gateway"));
 
@@ -83,7 +43,8 @@ async fn serve_with_the_config_pushd_mocks_wrote_delivers_to_those_mocks() {
         "conversation": {"id": "alice-bob", "type": "single"}, "to": ["bob"], "kind": "text", "text": "hi"
     });
     let (accepted, answer) = call(reqwest::Method::POST, &format!("{gateway}/v1/messages"), Some(message)).await;
-    // Drained as the harness does, until the push shows; bounded to 10 s.
+    // Drained as the harness does, until the push shows; bounded to 10 s. A poll: the mock
+    // runs in another process, so its record has no change event to await from here.
     let mut drained = Vec::new();
     for _ in 0..200 {
         let (_, taken) = call(reqwest::Method::DELETE, &format!("{control}/apns/received"), None).await;
@@ -114,26 +75,11 @@ async fn serve_with_the_config_pushd_mocks_wrote_delivers_to_those_mocks() {
 async fn the_demo_ready_file_names_the_mock_control_endpoint_in_the_same_process() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ready_path = dir.path().join("demo.json");
-    let mut demo = PushdChild::spawn(
-        &[
-            "demo",
-            "--gateway",
-            ANY_PORT,
-            "--operator",
-            ANY_PORT,
-            "--mock-apns",
-            ANY_PORT,
-            "--mock-fcm",
-            ANY_PORT,
-            "--mock-control",
-            ANY_PORT,
-            "--data-dir",
-            &path(&dir.path().join("data")),
-            "--ready-file",
-            &path(&ready_path),
-        ],
-        dir.path(),
-    );
+    let (data, ready_arg) = (path(&dir.path().join("data")), path(&ready_path));
+    let mut args = vec!["demo", "--gateway", ANY_PORT, "--operator", ANY_PORT, "--data-dir", &data];
+    args.extend(ANY_MOCK_PORTS);
+    args.extend(["--ready-file", &ready_arg]);
+    let mut demo = PushdChild::spawn(&args, dir.path());
     let ready = demo.wait_ready(&ready_path).await;
     let control = format!("http://{}/mock", ready["mock_control"].as_str().expect("mock_control"));
 

@@ -166,7 +166,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// From a mock's record; `started` is the instant its `at_us` counts from.
+    /// From a mock's record (vendor, `:path` header, status, body), answered at `answered`.
     pub fn of(vendor: &str, path: Option<&str>, status: u16, body: &Value, answered: Instant) -> Self {
         let tokens =
             if vendor == "huawei" { pushd::mock_vendor::huawei::tokens_of(body).len().max(1) as u64 } else { 1 };

@@ -603,6 +603,49 @@ impl PushdChild {
     }
 }
 
+/// Any free loopback port, for a child's listen flags.
+pub const ANY_PORT: &str = "127.0.0.1:0";
+
+/// The mock vendors' address flags of `pushd demo|mocks`, each on any free loopback port.
+pub const ANY_MOCK_PORTS: [&str; 6] = ["--mock-apns", ANY_PORT, "--mock-fcm", ANY_PORT, "--mock-control", ANY_PORT];
+
+/// A temp path as an argument (temp dirs have UTF-8 names).
+pub fn arg_path(p: &std::path::Path) -> String {
+    p.to_str().expect("a UTF-8 temp path").to_owned()
+}
+
+impl PushdChild {
+    /// `pushd mocks` in `cwd` with `--data-dir data_dir`, writing `config` for `pushd serve`;
+    /// returns it once listening, with its ready file (written next to `config`).
+    pub async fn mocks(cwd: &std::path::Path, data_dir: &str, config: &std::path::Path) -> (Self, Value) {
+        let ready_path = config.with_extension("mocks.json");
+        let mut args = vec!["mocks".to_owned()];
+        args.extend(ANY_MOCK_PORTS.iter().map(|a| a.to_string()));
+        for (flag, value) in [
+            ("--data-dir", data_dir.to_owned()),
+            ("--config-out", arg_path(config)),
+            ("--ready-file", arg_path(&ready_path)),
+        ] {
+            args.extend([flag.to_owned(), value]);
+        }
+        let mut child = Self::spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), cwd);
+        let ready = child.wait_ready(&ready_path).await;
+        (child, ready)
+    }
+
+    /// `pushd serve --config config` in `cwd` on any free ports; returns it once listening,
+    /// with its ready file's path and content (the file sits next to `config`).
+    pub async fn serve(cwd: &std::path::Path, config: &std::path::Path) -> (Self, std::path::PathBuf, Value) {
+        let ready_path = config.with_extension("serve.json");
+        let (config, ready_arg) = (arg_path(config), arg_path(&ready_path));
+        let args =
+            ["serve", "--config", &config, "--gateway", ANY_PORT, "--operator", ANY_PORT, "--ready-file", &ready_arg];
+        let mut child = Self::spawn(&args, cwd);
+        let ready = child.wait_ready(&ready_path).await;
+        (child, ready_path, ready)
+    }
+}
+
 impl Drop for PushdChild {
     fn drop(&mut self) {
         let _ = self.child.kill();
