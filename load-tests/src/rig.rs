@@ -428,7 +428,7 @@ impl Daemon {
     }
 
     /// The backlog as a function load tasks can call.
-    pub fn backlog(&self) -> Arc<dyn Fn() -> usize + Send + Sync> {
+    pub fn backlog(&self) -> crate::scenarios::Backlog {
         match &self.kind {
             Kind::Local(r) => {
                 let services = r.registry.services().clone();
