@@ -26,9 +26,7 @@ use litemap::LiteMap;
 use super::messages::*;
 use super::registry::{Registry, Services};
 use crate::metrics as m;
-use crate::model::{
-    ChatSettings, ConversationId, Device, DeviceId, Message, MessageId, Presence, Timestamp, Token, UserId,
-};
+use crate::model::{ChatSettings, ConversationId, Device, DeviceId, Message, MessageId, Presence, Token, UserId};
 use crate::policy::{self, DeviceView, Recipient, Verdict};
 use crate::provider::actor::{PushJob, Target};
 use crate::provider::Outcome;
@@ -335,12 +333,6 @@ impl Session {
     /// Clears this user's pending mark in the intake journal once the message is decided and
     /// every push it made has its final answer: from then on a restart does not replay it.
     fn maybe_complete(&mut self, id: &MessageId) {
-        self.maybe_complete_with(id, None);
-    }
-
-    /// [`Session::maybe_complete`], with the dedup record of the answer that completes it
-    /// written in the same batch.
-    fn maybe_complete_with(&mut self, id: &MessageId, pushed: Option<(&DeviceId, Timestamp)>) {
         if self.work.as_ref().is_some_and(|w| w.busy_with(id)) {
             return;
         }
@@ -358,7 +350,6 @@ impl Session {
             keep: self.services.sessions.trace_per_user,
             badge: (self.badge != self.badge_stored).then_some(self.badge),
             trace_new: was_open.is_some_and(|o| o.stored == Stored::Nothing),
-            pushed,
             recipients: was_open.map_or(Recipients::Several, |o| o.recipients),
         };
         match self.services.store.finish(&self.user, id, finish) {
@@ -683,14 +674,14 @@ impl Handler<MessageArrived> for Session {
         if work.in_flight.contains_key(&message.id) || work.open.contains_key(&message.id) {
             return Ok(());
         }
-        let recipients =
-            if message.to.len() == 1 && message.to[0] == self.user { Recipients::Only } else { Recipients::Several };
         // Measured (load harness, issue 6): for a message just accepted, the trace and dedup
         // lookups were store reads per push that could not find anything.
         let stored = match arrival {
             Arrival::Accepted => Stored::Nothing,
             Arrival::Replayed => Stored::Maybe,
         };
+        let alone = message.to.len() == 1 && message.to[0] == self.user;
+        let recipients = if alone && stored == Stored::Nothing { Recipients::Only } else { Recipients::Several };
         work.open.insert(message.id.clone(), Open { recipients, stored });
         self.evaluate(message, BTreeSet::new(), stored, ctx);
         Ok(())
@@ -787,20 +778,19 @@ impl Handler<DeliveryReported> for Session {
         let target = &report.target;
         // A parked push (quota) is not answered yet; everything else is final.
         let is_final = !matches!(report.outcome, Outcome::QuotaExhausted { .. });
-        // The dedup record: with the completion when this answer completes the message (one
-        // write instead of two), else now.
-        let mut pushed_at = None;
+        // The dedup record, which a replay reads to skip a device already pushed, only while
+        // the message is still open: the answer that completes it also removes the user's
+        // pending mark (one batch), after which nothing replays or re-decides the message.
+        // Measured (load harness, issue 6): that record was one of ten store writes per push.
         if is_final {
-            let now = self.services.clock.now();
             if let Some(devices) = self.work.as_mut().and_then(|w| w.dispatched.get_mut(&target.message_id)) {
                 devices.remove(&target.device);
             }
             if self.work.as_ref().is_some_and(|w| w.busy_with(&target.message_id)) {
+                let now = self.services.clock.now();
                 if let Err(e) = self.services.store.mark_pushed(&self.user, &target.message_id, &target.device, now) {
                     tracing::error!(user = %self.user, error = %e, "dedup record not stored");
                 }
-            } else {
-                pushed_at = Some(now);
             }
         }
         let mut note = None;
@@ -841,8 +831,8 @@ impl Handler<DeliveryReported> for Session {
             self.record_report(entry, &report, note);
         }
         if is_final {
-            let (id, device) = (target.message_id.clone(), target.device.clone());
-            self.maybe_complete_with(&id, pushed_at.map(|at| (&device, at)));
+            let id = target.message_id.clone();
+            self.maybe_complete(&id);
         }
     }
 }

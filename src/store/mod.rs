@@ -68,9 +68,11 @@ pub struct PresenceRecord {
 /// Whom a message went to, as its recipient completing it knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recipients {
-    /// To the completing user alone (a 1:1 message).
+    /// To the completing user alone (a 1:1 message), accepted by this process: its journal
+    /// entry is its only pending mark, so no other is looked for or removed.
     Only,
-    /// To others too, or not known.
+    /// To others too, or not known, or replayed (an earlier version's journal may hold a mark
+    /// for a 1:1 message too).
     Several,
 }
 
@@ -86,8 +88,6 @@ pub struct Finish<'a> {
     pub keep: usize,
     /// The user's badge, when it changed since it was last stored.
     pub badge: Option<u32>,
-    /// The dedup record of the answer that completed the message: (device, answered at).
-    pub pushed: Option<(&'a DeviceId, Timestamp)>,
     pub recipients: Recipients,
 }
 
@@ -161,14 +161,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts or replaces the trace entry of `entry.message_id`, keeping the newest `keep`.
     fn upsert_trace(&self, user: &UserId, entry: &TraceEntry, keep: usize) -> Result<(), StoreError>;
-    /// `user` is done with `message`: stores the last answer's dedup record, its trace and the
-    /// badge, then [`Store::complete`]s it. A store that can writes all of it at once (the
-    /// embedded store: one batch, one journal append instead of four), so a crash leaves either
-    /// all of it or none, and the message replays with none.
+    /// `user` is done with `message`: stores its trace and the badge, then
+    /// [`Store::complete`]s it. A store that can writes all of it at once (the embedded store:
+    /// one batch, one journal append instead of three), so a crash leaves either all of it or
+    /// none, and the message replays with none. The last answer needs no dedup record: once
+    /// the pending mark is gone nothing replays the message for this user.
     fn finish(&self, user: &UserId, message: &MessageId, f: Finish<'_>) -> Result<(), StoreError> {
-        if let Some((device, at)) = f.pushed {
-            self.mark_pushed(user, message, device, at)?;
-        }
         if let Some(entry) = f.trace {
             self.upsert_trace(user, entry, f.keep)?;
         }

@@ -80,7 +80,7 @@ both!(
     a_swept_accepted_id_can_be_accepted_again,
     sync_resolves_ok_for_one_caller_and_for_many_at_once,
     a_sweep_keeps_the_id_of_a_message_still_pending,
-    finishing_a_message_stores_its_dedup_record_trace_and_badge_and_completes_it,
+    finishing_a_message_stores_its_trace_and_badge_and_completes_it,
     the_trace_of_a_reused_message_id_stays_findable_when_its_old_entry_is_evicted,
     the_trace_of_a_reused_message_id_stays_findable_when_its_old_entry_is_swept,
 );
@@ -490,23 +490,14 @@ fn of_concurrent_accepts_of_one_id_exactly_one_is_new(store: &dyn Store) {
     assert_eq!(store.pending().unwrap().len(), 1);
 }
 
-fn finishing_a_message_stores_its_dedup_record_trace_and_badge_and_completes_it(store: &dyn Store) {
+fn finishing_a_message_stores_its_trace_and_badge_and_completes_it(store: &dyn Store) {
     let (bob, carol) = (uid("bob"), uid("carol"));
     assert_eq!(store.accept_message(&message("m1", &["bob", "carol"], 10)).unwrap(), Intake::New);
     store.upsert_trace(&bob, &trace_entry("m0", 9, "push"), 2).unwrap();
     let entry = trace_entry("m1", 11, "push");
-    let phone = did("phone");
-    let finish = Finish {
-        trace: Some(&entry),
-        trace_new: true,
-        keep: 2,
-        badge: Some(3),
-        pushed: Some((&phone, at(11))),
-        recipients: Recipients::Several,
-    };
+    let finish =
+        Finish { trace: Some(&entry), trace_new: true, keep: 2, badge: Some(3), recipients: Recipients::Several };
     store.finish(&bob, &mid("m1"), finish).unwrap();
-    assert!(store.was_pushed(&bob, &mid("m1"), &phone).unwrap());
-    assert!(!store.was_pushed(&carol, &mid("m1"), &phone).unwrap());
     assert_eq!(store.trace(&bob, &mid("m1")).unwrap(), Some(entry.clone()));
     assert_eq!(trace_ids(store, "bob", 10), ["m1", "m0"]);
     assert_eq!(store.badge(&bob).unwrap(), 3);
@@ -514,22 +505,14 @@ fn finishing_a_message_stores_its_dedup_record_trace_and_badge_and_completes_it(
 
     // Finishing again replaces the trace in place; `keep` still holds.
     let later = trace_entry("m1", 12, "acked");
-    let again = Finish {
-        trace: Some(&later),
-        trace_new: false,
-        keep: 2,
-        badge: None,
-        pushed: None,
-        recipients: Recipients::Several,
-    };
+    let again = Finish { trace: Some(&later), trace_new: false, keep: 2, badge: None, recipients: Recipients::Several };
     store.finish(&bob, &mid("m1"), again).unwrap();
     assert_eq!(trace_ids(store, "bob", 10), ["m1", "m0"]);
     assert_eq!(store.trace(&bob, &mid("m1")).unwrap(), Some(later));
     assert_eq!(store.badge(&bob).unwrap(), 3, "no badge given: the stored one stays");
 
     // Neither trace nor badge: only the completion, which removes the message.
-    let bare =
-        Finish { trace: None, trace_new: false, keep: 2, badge: None, pushed: None, recipients: Recipients::Several };
+    let bare = Finish { trace: None, trace_new: false, keep: 2, badge: None, recipients: Recipients::Several };
     store.finish(&carol, &mid("m1"), bare).unwrap();
     assert!(store.pending().unwrap().is_empty());
     assert!(store.traces(&carol, 10).unwrap().is_empty());
@@ -541,14 +524,7 @@ fn finishing_a_message_stores_its_dedup_record_trace_and_badge_and_completes_it(
 fn finish_reused_id(store: &dyn Store, bob: &UserId) -> TraceEntry {
     store.upsert_trace(bob, &trace_entry("m1", 1, "push"), 3).unwrap();
     let newer = trace_entry("m1", 50, "acked");
-    let finish = Finish {
-        trace: Some(&newer),
-        trace_new: true,
-        keep: 3,
-        badge: None,
-        pushed: None,
-        recipients: Recipients::Only,
-    };
+    let finish = Finish { trace: Some(&newer), trace_new: true, keep: 3, badge: None, recipients: Recipients::Only };
     store.finish(bob, &mid("m1"), finish).unwrap();
     assert_eq!(store.trace(bob, &mid("m1")).unwrap(), Some(newer.clone()));
     newer
@@ -753,14 +729,8 @@ fn writes_survive_dropping_the_embedded_store_without_an_explicit_sync() {
         // A finish is one write batch, left buffered like the others until the sync thread.
         assert_eq!(store.accept_message(&message("m2", &["bob"], 2)).unwrap(), Intake::New);
         let entry = trace_entry("m2", 3, "push");
-        let finish = Finish {
-            trace: Some(&entry),
-            trace_new: true,
-            keep: 10,
-            badge: Some(10),
-            pushed: Some((&did("phone"), at(3))),
-            recipients: Recipients::Only,
-        };
+        let finish =
+            Finish { trace: Some(&entry), trace_new: true, keep: 10, badge: Some(10), recipients: Recipients::Only };
         store.finish(&bob, &mid("m2"), finish).unwrap();
     }
     let store = open_embedded(dir.path());
@@ -768,7 +738,6 @@ fn writes_survive_dropping_the_embedded_store_without_an_explicit_sync() {
     assert_eq!(store.templates().unwrap(), vec![("urgent".to_owned(), template("Now"))]);
     assert_eq!(pending_ids(&store), vec![("m1".to_owned(), vec!["bob".to_owned()])]);
     assert_eq!(trace_ids(&store, "bob", 10), ["m2"]);
-    assert!(store.was_pushed(&bob, &mid("m2"), &did("phone")).unwrap());
 }
 
 #[test]
@@ -814,6 +783,27 @@ fn traces_stored_before_the_trace_counters_existed_go_on_in_order() {
     assert_eq!(store.sweep(at(10)).unwrap().traces, 3);
     store.upsert_trace(&bob, &trace_entry("m6", 11, "push"), keep).unwrap();
     assert_eq!(trace_ids(store, "bob", 10), ["m6"]);
+}
+
+#[test]
+fn a_one_to_one_message_with_the_mark_of_an_earlier_version_replays_and_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bob = uid("bob");
+    {
+        let store = open_embedded(dir.path());
+        assert_eq!(store.accept_message(&message("old", &["bob"], 1)).unwrap(), Intake::New);
+        store.add_pending_mark(&mid("old"), &bob);
+        assert_eq!(store.accept_message(&message("new", &["bob"], 2)).unwrap(), Intake::New);
+        assert_eq!(store.journal_len(), 3, "the earlier mark, and two entries: a 1:1 message has no mark of its own");
+    }
+    let store = open_embedded(dir.path());
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(pending_ids(&store), vec![("new".into(), strs(&["bob"])), ("old".into(), strs(&["bob"]))]);
+    // A replayed message completes as `Several` (its mark may exist); nothing is left behind.
+    store.complete(&mid("old"), &bob, Recipients::Several).unwrap();
+    store.complete(&mid("new"), &bob, Recipients::Several).unwrap();
+    assert!(store.pending().unwrap().is_empty());
+    assert_eq!(store.journal_len(), 0);
 }
 
 /// An embedded store in a fresh directory (removed on drop, after the store).
