@@ -62,7 +62,9 @@ pub struct EmbeddedStore {
     accepted: Keyspace,
     /// `<user>\0<message>\0<device>` → pushed at (ms).
     pushed: Keyspace,
-    /// `<user>\0<seq, 8 bytes BE>` → trace entry; `<user>\0#<message>` → seq.
+    /// `<user>\0\x01<seq, 8 bytes BE>` → trace entry; `<user>\0\x02` → the user's
+    /// [`TraceCounters`]. (Earlier versions also wrote `<user>\0#<message>` → seq, an index the
+    /// sweep now removes.)
     traces: Keyspace,
     templates: Keyspace,
     /// Makes "check then insert" of an accepted id atomic.
@@ -148,8 +150,36 @@ impl EmbeddedStore {
         ks.get(k).map_err(err)?.map(|v| parse(&v)).transpose()
     }
 
-    fn trace_seq(&self, user: &UserId, message: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.traces.get(trace_index_key(user.as_str().as_bytes(), message)).map_err(err)?.map(|v| v.to_vec()))
+    /// The sequence number and bytes of the user's newest trace entry of `message`.
+    ///
+    /// A scan, newest first, of at most `sessions.trace_per_user` entries: no per-message index
+    /// is kept. Measured (load harness, issue 6): the index was a write per push, and evicting
+    /// an entry read it and its entry back (two point reads and a removal per push once a user
+    /// has `trace_per_user` entries). Only the API, replays and the Matrix gateway's answer
+    /// look a trace up by message, the last among the newest entries.
+    fn find_trace(&self, user: &UserId, message: &MessageId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        for item in self.traces.prefix(trace_prefix(user)).rev() {
+            let (k, v) = item.into_inner().map_err(err)?;
+            if parse::<TraceId>(&v)?.message_id == *message {
+                return Ok(Some((trace_seq_of(&k), v.to_vec())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Adds a trace index key as an earlier version wrote them.
+    #[cfg(test)]
+    pub(super) fn add_legacy_trace_index(&self, user: &UserId, message: &MessageId, seq: u64) {
+        let mut k = user.as_str().as_bytes().to_vec();
+        k.extend_from_slice(b"\0#");
+        k.extend_from_slice(message.as_str().as_bytes());
+        self.traces.insert(k, seq.to_be_bytes()).expect("index added");
+    }
+
+    /// How many keys the traces keyspace holds (entries, counters, legacy index keys).
+    #[cfg(test)]
+    pub(super) fn traces_len(&self) -> usize {
+        self.traces.iter().count()
     }
 
     /// Removes the user's trace counters, as in a store written before they existed.
@@ -178,8 +208,7 @@ impl EmbeddedStore {
         {
             return Ok(c);
         }
-        let prefix = &trace_key(user, 0)[..user.as_str().len() + 2];
-        let mut entries = self.traces.prefix(prefix);
+        let mut entries = self.traces.prefix(trace_prefix(user));
         let first = entries.next().map(|g| g.key()).transpose().map_err(err)?;
         let last = entries.next_back().map(|g| g.key()).transpose().map_err(err)?;
         let first = first.map(|k| trace_seq_of(&k));
@@ -229,30 +258,26 @@ fn trace_seq_of(k: &[u8]) -> u64 {
     u64::from_be_bytes(tail.try_into().unwrap_or([0; 8]))
 }
 
-/// The index key from a message to its trace's sequence number: user, `\0`, `#`, message id.
-/// The user comes as bytes, as the sweep reads it from an entry's key.
-fn trace_index_key(user: &[u8], message: &MessageId) -> Vec<u8> {
-    let mut k = user.to_vec();
-    k.extend_from_slice(b"\0#");
-    k.extend_from_slice(message.as_str().as_bytes());
-    k
-}
-
-/// The key of a user's [`TraceCounters`]: `\x02` sorts after the entries (`\x01`) and before
-/// the `#` index keys, and its value is no JSON, so listings and the sweep pass it by.
+/// The key of a user's [`TraceCounters`]: `\x02` sorts after the entries (`\x01`), and its
+/// value is no JSON, so listings and the sweep pass it by.
 fn trace_counters_key(user: &UserId) -> Vec<u8> {
     let mut k = user.as_str().as_bytes().to_vec();
     k.extend_from_slice(&[0, 2]);
     k
 }
 
-/// The trace key of sequence `seq`: user, `\0`, then `\x01` and 8 big-endian bytes, so that
-/// entries sort by age and never collide with the `#`-prefixed index keys.
+/// The trace key of sequence `seq`: [`trace_prefix`], then 8 big-endian bytes, so that entries
+/// sort by age.
 fn trace_key(user: &UserId, seq: u64) -> Vec<u8> {
-    let mut k = user.as_str().as_bytes().to_vec();
-    k.push(0);
-    k.push(1);
+    let mut k = trace_prefix(user);
     k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The prefix of the user's trace entries: user, `\0`, `\x01`.
+fn trace_prefix(user: &UserId) -> Vec<u8> {
+    let mut k = user.as_str().as_bytes().to_vec();
+    k.extend_from_slice(&[0, 1]);
     k
 }
 
@@ -450,20 +475,21 @@ impl Store for EmbeddedStore {
         let mut stale = Vec::new();
         for item in self.traces.iter() {
             let (k, v) = item.into_inner().map_err(err)?;
-            // Index keys (`#`) hold a sequence; entries hold JSON.
-            if let Ok(entry) = serde_json::from_slice::<TraceEntry>(&v) {
-                if entry.decided_at < before {
-                    stale.push((k.to_vec(), entry));
+            let user_end = k.iter().position(|b| *b == 0).unwrap_or(k.len());
+            match k.get(user_end + 1) {
+                // An entry.
+                Some(1) if parse::<TraceEntry>(&v).is_ok_and(|e| e.decided_at < before) => {
+                    stale.push(k.to_vec());
+                    swept.traces += 1;
                 }
+                // An earlier version's message index (`#`): no longer read.
+                Some(b'#') => stale.push(k.to_vec()),
+                // A newer entry, or the user's counters.
+                _ => {}
             }
         }
-        for (k, entry) in stale {
-            let user_end = k.iter().position(|b| *b == 0).unwrap_or(k.len());
-            let mut batch = self.db.batch();
-            self.unindex_trace(&mut batch, &k[..user_end], &entry.message_id, trace_seq_of(&k))?;
-            batch.remove(&self.traces, k);
-            batch.commit().map_err(err)?;
-            swept.traces += 1;
+        for k in stale {
+            self.traces.remove(k).map_err(err)?;
         }
         Ok(swept)
     }
@@ -519,15 +545,12 @@ impl Store for EmbeddedStore {
     }
 
     fn trace(&self, user: &UserId, message: &MessageId) -> Result<Option<TraceEntry>, StoreError> {
-        let Some(seq) = self.trace_seq(user, message)? else { return Ok(None) };
-        let seq = u64::from_be_bytes(seq.as_slice().try_into().map_err(err)?);
-        Self::get(&self.traces, &trace_key(user, seq))
+        self.find_trace(user, message)?.map(|(_, v)| parse(&v)).transpose()
     }
 
     fn traces(&self, user: &UserId, limit: usize) -> Result<Vec<TraceEntry>, StoreError> {
-        let prefix = trace_key(user, 0)[..user.as_str().len() + 2].to_vec();
         let mut out = Vec::new();
-        for item in self.traces.prefix(prefix).rev().take(limit) {
+        for item in self.traces.prefix(trace_prefix(user)).rev().take(limit) {
             let (_, v) = item.into_inner().map_err(err)?;
             out.push(parse(&v)?);
         }
@@ -581,8 +604,7 @@ impl EmbeddedStore {
         // Measured (load harness, issue 6): for a message just accepted this lookup was 2 % of
         // the process in the embedded fan-out, and could not find anything.
         if !known_new {
-            if let Some(seq) = self.trace_seq(user, &entry.message_id)? {
-                let seq = u64::from_be_bytes(seq.as_slice().try_into().map_err(err)?);
+            if let Some((seq, _)) = self.find_trace(user, &entry.message_id)? {
                 batch.insert(&self.traces, trace_key(user, seq), json(entry)?);
                 return Ok(());
             }
@@ -592,41 +614,15 @@ impl EmbeddedStore {
         // (an LSM range scan merges every table). The user's counters are one point read.
         let TraceCounters { mut first, next } = self.trace_counters(user)?;
         batch.insert(&self.traces, trace_key(user, next), json(entry)?);
-        batch.insert(
-            &self.traces,
-            trace_index_key(user.as_str().as_bytes(), &entry.message_id),
-            next.to_be_bytes().to_vec(),
-        );
         let next = next + 1;
         // Keep the newest `keep`: sequence numbers only grow and entries leave from the oldest
-        // end (here or by the sweep), so at most `next - first` entries exist.
+        // end (here or by the sweep), so at most `next - first` entries exist. Removing one
+        // the sweep already took costs a tombstone, not a read.
         while next.saturating_sub(first) > keep.max(1) as u64 {
-            let old = trace_key(user, first);
-            if let Some(TraceId { message_id }) = Self::get(&self.traces, &old)? {
-                if message_id != entry.message_id {
-                    self.unindex_trace(batch, user.as_str().as_bytes(), &message_id, first)?;
-                }
-                batch.remove(&self.traces, old);
-            }
+            batch.remove(&self.traces, trace_key(user, first));
             first += 1;
         }
         batch.insert(&self.traces, trace_counters_key(user), TraceCounters { first, next }.to_bytes());
-        Ok(())
-    }
-
-    /// Adds to `batch` the removal of `message`'s trace index if it points at entry `seq`: an id
-    /// accepted again after its first use expired has a newer entry, whose index stays.
-    fn unindex_trace(
-        &self,
-        batch: &mut fjall::OwnedWriteBatch,
-        user: &[u8],
-        message: &MessageId,
-        seq: u64,
-    ) -> Result<(), StoreError> {
-        let k = trace_index_key(user, message);
-        if self.traces.get(&k).map_err(err)?.is_some_and(|v| v[..] == seq.to_be_bytes()) {
-            batch.remove(&self.traces, k);
-        }
         Ok(())
     }
 

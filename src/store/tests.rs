@@ -806,6 +806,28 @@ fn a_one_to_one_message_with_the_mark_of_an_earlier_version_replays_and_complete
     assert_eq!(store.journal_len(), 0);
 }
 
+#[test]
+fn the_trace_index_of_an_earlier_version_is_ignored_and_swept() {
+    let (store, _dir) = embedded_fixture();
+    let bob = uid("bob");
+    for i in 1..=3 {
+        store.upsert_trace(&bob, &trace_entry(&format!("m{i}"), 100 + i, "push"), 3).unwrap();
+        store.add_legacy_trace_index(&bob, &mid(&format!("m{i}")), i as u64 - 1);
+    }
+    // Replacing, evicting and finding go by the entries themselves.
+    store.upsert_trace(&bob, &trace_entry("m2", 110, "acked"), 3).unwrap();
+    store.upsert_trace(&bob, &trace_entry("m4", 111, "push"), 3).unwrap();
+    assert_eq!(trace_ids(&store, "bob", 10), ["m4", "m3", "m2"]);
+    assert_eq!(store.trace(&bob, &mid("m2")).unwrap(), Some(trace_entry("m2", 110, "acked")));
+    assert_eq!(store.trace(&bob, &mid("m1")).unwrap(), None);
+    assert_eq!(store.traces_len(), 3 + 3 + 1, "three entries, three index keys, the counters");
+    // The sweep takes the index keys, whatever their age, and leaves the newer entries.
+    let swept = store.sweep(at(105)).unwrap();
+    assert_eq!(swept.traces, 1, "m3 (decided at 103)");
+    assert_eq!(trace_ids(&store, "bob", 10), ["m4", "m2"]);
+    assert_eq!(store.traces_len(), 2 + 1);
+}
+
 /// An embedded store in a fresh directory (removed on drop, after the store).
 fn embedded_fixture() -> (EmbeddedStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
