@@ -22,6 +22,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod maps;
 pub mod metrics;
 pub mod mock_vendor;
 pub mod model;

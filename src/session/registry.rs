@@ -146,7 +146,7 @@ impl Registry {
     /// A registry spreading sessions over `arbiters` (at least one: the current one).
     pub fn new(services: Arc<Services>, arbiters: Vec<ArbiterHandle>) -> Arc<Self> {
         let arbiters = if arbiters.is_empty() { vec![Arbiter::current()] } else { arbiters };
-        Arc::new(Self { sessions: DashMap::new(), arbiters, hasher: Default::default(), services })
+        Arc::new(Self { sessions: crate::maps::growing(), arbiters, hasher: Default::default(), services })
     }
 
     /// The shared services.

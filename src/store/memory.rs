@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use dashmap::DashMap;
 
 use super::{Durable, Intake, PresenceRecord, Recipients, Store, StoreError, Swept};
+use crate::maps::growing;
 use crate::model::{
     ChatSettings, ConversationId, CredentialName, Device, DeviceId, Message, MessageId, Timestamp, Token, UserId,
 };
@@ -27,7 +28,6 @@ struct UserData {
 }
 
 /// The in-memory store.
-#[derive(Default)]
 pub struct MemoryStore {
     users: DashMap<UserId, UserData>,
     tokens: DashMap<(CredentialName, Token), (UserId, DeviceId)>,
@@ -36,6 +36,18 @@ pub struct MemoryStore {
     /// The intake journal: message and recipients still pending.
     journal: Mutex<BTreeMap<MessageId, (Message, BTreeSet<UserId>)>>,
     templates: DashMap<String, TemplateConfig>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            users: growing(),
+            tokens: growing(),
+            accepted: growing(),
+            journal: Mutex::default(),
+            templates: DashMap::new(),
+        }
+    }
 }
 
 impl MemoryStore {
