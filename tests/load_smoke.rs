@@ -25,7 +25,9 @@ fn assert_lines(stdout: &str, expected: &[&str]) {
 
 #[test]
 fn the_load_harness_smoke_run_completes_and_prints_its_table() {
-    let stdout = pushd_load(&["--smoke", "all"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("latency.tsv");
+    let stdout = pushd_load(&["--smoke", "--latency-log", &path(&log), "all"]);
     assert_lines(
         &stdout,
         &[
@@ -38,6 +40,18 @@ fn the_load_harness_smoke_run_completes_and_prints_its_table() {
             "RATIO",
         ],
     );
+    // The latency log: one line per measured push, in each phase in send order.
+    let text = std::fs::read_to_string(&log).expect("latency log written");
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    let fanout: Vec<&Vec<&str>> = lines.iter().filter(|l| l[0] == "offline fan-out, max rate (APNs)").collect();
+    assert!(!fanout.is_empty(), "no fan-out pushes in the latency log:\n{text}");
+    for l in &lines {
+        assert_eq!(l.len(), 4, "scenario, store, sent, latency: {l:?}");
+        assert!(l[2].parse::<u64>().is_ok_and(|us| us > 1_700_000_000_000_000), "sent in µs since 1970: {l:?}");
+        assert!(l[3].parse::<u64>().is_ok_and(|us| us > 0), "latency in µs: {l:?}");
+    }
+    let sent: Vec<u64> = fanout.iter().filter(|l| l[1] == "memory").map(|l| l[2].parse().unwrap()).collect();
+    assert!(sent.windows(2).all(|w| w[0] <= w[1]), "in send order");
 }
 
 #[tokio::test]

@@ -90,6 +90,10 @@ struct Cli {
     /// With --target: allow targets that are not on loopback.
     #[arg(long)]
     allow_remote: bool,
+    /// Append every measured push to FILE: scenario, store, sent (µs since the Unix epoch) and
+    /// latency (µs), tab-separated. Shows when the tail happens (a stall lasts a few windows).
+    #[arg(long, value_name = "FILE")]
+    latency_log: Option<std::path::PathBuf>,
 }
 
 /// The running pushd and mocks of `--target`, connected.
@@ -168,6 +172,18 @@ fn main() -> anyhow::Result<()> {
     let work = std::env::temp_dir().join(format!("pushd-load-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
 
+    let latency_log = match &cli.latency_log {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("--latency-log {}: {e}", path.display()))?;
+            Some(std::sync::Mutex::new(std::io::BufWriter::new(file)))
+        }
+        None => None,
+    };
+
     let started = Instant::now();
     let result = actix_rt::System::new().block_on(async {
         let (mocks, target) = if cli.target.is_some() {
@@ -176,8 +192,15 @@ fn main() -> anyhow::Result<()> {
         } else {
             (rig::Mocks::Local(rig::LocalMocks::start(mock.handle(), scale.concurrency.max(100) as u32).await?), None)
         };
-        let ctx =
-            Ctx { load: load.handle().clone(), mocks, scale, work: work.clone(), ceiling: Default::default(), target };
+        let ctx = Ctx {
+            load: load.handle().clone(),
+            mocks,
+            scale,
+            work: work.clone(),
+            ceiling: Default::default(),
+            target,
+            latency_log,
+        };
         let mut rows = Vec::new();
         let r = run(&ctx, &cli, &mut rows).await;
         ctx.mocks.shutdown();

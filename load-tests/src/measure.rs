@@ -226,13 +226,21 @@ impl Tally {
 pub struct Collector {
     pub latency: Histogram<u64>,
     pub tally: Tally,
+    /// Each push's (sent, µs since the Unix epoch; latency, µs), when `--latency-log` asks.
+    pub samples: Option<Vec<(u64, u64)>>,
     prefix: String,
     times: Arc<SendTimes>,
 }
 
 impl Collector {
-    pub fn new(prefix: &str, times: Arc<SendTimes>) -> Self {
-        Self { latency: latency_histogram(), tally: Tally::default(), prefix: format!("{prefix}-"), times }
+    pub fn new(prefix: &str, times: Arc<SendTimes>, keep_samples: bool) -> Self {
+        Self {
+            latency: latency_histogram(),
+            tally: Tally::default(),
+            samples: keep_samples.then(Vec::new),
+            prefix: format!("{prefix}-"),
+            times,
+        }
     }
 
     /// Counts records taken from the mocks.
@@ -250,6 +258,10 @@ impl Collector {
             if let Some(sent) = self.times.get(num) {
                 let us = u64::try_from(r.answered.saturating_duration_since(sent).as_micros()).unwrap_or(u64::MAX);
                 let _ = self.latency.record_n(us.max(1), r.tokens);
+                if let (Some(samples), Some(wall)) = (&mut self.samples, self.times.wall(num)) {
+                    let unix_us = wall.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+                    samples.push((unix_us, us));
+                }
             }
         }
     }

@@ -83,6 +83,8 @@ pub struct Ctx {
     pub ceiling: Mutex<Vec<f64>>,
     /// A running pushd to drive instead of starting one per scenario.
     pub target: Option<Targeted>,
+    /// `--latency-log`: every measured push, one line each.
+    pub latency_log: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
 }
 
 /// The running pushd of target mode.
@@ -189,7 +191,7 @@ impl Measured {
         ctx.reset_peak_rss();
         let start = Instant::now();
         let times = SendTimes::new(start, capacity);
-        let collector = Arc::new(Mutex::new(Collector::new(prefix, times.clone())));
+        let collector = Arc::new(Mutex::new(Collector::new(prefix, times.clone(), ctx.latency_log.is_some())));
         let stop = Arc::new(AtomicBool::new(false));
         let drainer = {
             let (c, stop, mocks) = (collector.clone(), stop.clone(), ctx.mocks.clone());
@@ -231,6 +233,9 @@ impl Measured {
         let delivered = c.tally.delivered_total();
         // Throughput over the span from the first send to the last delivery.
         let span = c.tally.last.map_or(wall_end - self.start, |l| l.saturating_duration_since(self.start));
+        if let (Some(log), Some(samples)) = (&ctx.latency_log, &c.samples) {
+            write_latency_log(&mut *log.lock().unwrap_or_else(|p| p.into_inner()), scenario, store, samples)?;
+        }
         let mut vendors: Vec<String> = c.tally.delivered.iter().map(|(v, n)| format!("{v} {n}")).collect();
         vendors.sort();
         Ok(Row {
@@ -407,4 +412,20 @@ impl Rng {
     pub fn chance(&mut self, p: f64) -> bool {
         (self.next() % 1_000_000) as f64 / 1_000_000.0 < p
     }
+}
+
+/// Appends one phase's pushes to the `--latency-log` file: scenario, store, when the message
+/// was sent (µs since the Unix epoch) and its latency (µs), tab-separated, in send order.
+fn write_latency_log(
+    out: &mut impl std::io::Write,
+    scenario: &str,
+    store: &str,
+    samples: &[(u64, u64)],
+) -> std::io::Result<()> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    for (sent, latency) in sorted {
+        writeln!(out, "{scenario}\t{store}\t{sent}\t{latency}")?;
+    }
+    out.flush()
 }
