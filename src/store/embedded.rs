@@ -1,6 +1,7 @@
 //! The embedded persistent [`Store`], on fjall (an LSM-tree key-value store in the data dir;
 //! no external server). One keyspace per kind of record; keys join ids with `\0`, which no id
-//! may contain (ids reject control characters). Values are JSON, except counters.
+//! may contain (ids reject control characters). Values are JSON, except counters and trace
+//! entries (`codec.rs`).
 //!
 //! Writes go to fjall at once (memtable + journal buffer, no system call, no disk flush: safe on
 //! an arbiter) and reach the OS and the disk through the group-commit thread in `journal.rs`.
@@ -11,8 +12,9 @@ use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::codec;
 use super::journal::{SyncMode, Syncer};
 use super::{Durable, Finish, Intake, PresenceRecord, Recipients, Store, StoreError, Swept};
 use crate::model::{
@@ -160,20 +162,22 @@ impl EmbeddedStore {
     fn find_trace(&self, user: &UserId, message: &MessageId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         for item in self.traces.prefix(trace_prefix(user)).rev() {
             let (k, v) = item.into_inner().map_err(err)?;
-            if parse::<TraceId>(&v)?.message_id == *message {
+            if codec::is_of(&v, message)? {
                 return Ok(Some((trace_seq_of(&k), v.to_vec())));
             }
         }
         Ok(None)
     }
 
-    /// Adds a trace index key as an earlier version wrote them.
+    /// Adds trace entry `seq` as an earlier version wrote it: JSON, with an index key from its
+    /// message, and no counters.
     #[cfg(test)]
-    pub(super) fn add_legacy_trace_index(&self, user: &UserId, message: &MessageId, seq: u64) {
+    pub(super) fn add_legacy_trace(&self, user: &UserId, seq: u64, entry: &TraceEntry) {
         let mut k = user.as_str().as_bytes().to_vec();
         k.extend_from_slice(b"\0#");
-        k.extend_from_slice(message.as_str().as_bytes());
+        k.extend_from_slice(entry.message_id.as_str().as_bytes());
         self.traces.insert(k, seq.to_be_bytes()).expect("index added");
+        self.traces.insert(trace_key(user, seq), json(entry).expect("JSON")).expect("entry added");
     }
 
     /// How many keys the traces keyspace holds (entries, counters, legacy index keys).
@@ -234,12 +238,6 @@ impl TraceCounters {
         let next = u64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
         Some(Self { first, next })
     }
-}
-
-/// The only field eviction needs from an old trace entry.
-#[derive(Deserialize)]
-struct TraceId {
-    message_id: MessageId,
 }
 
 /// Which of the trace locks serves `user`.
@@ -478,7 +476,7 @@ impl Store for EmbeddedStore {
             let user_end = k.iter().position(|b| *b == 0).unwrap_or(k.len());
             match k.get(user_end + 1) {
                 // An entry.
-                Some(1) if parse::<TraceEntry>(&v).is_ok_and(|e| e.decided_at < before) => {
+                Some(1) if codec::decode(&v).is_ok_and(|e| e.decided_at < before) => {
                     stale.push(k.to_vec());
                     swept.traces += 1;
                 }
@@ -545,14 +543,14 @@ impl Store for EmbeddedStore {
     }
 
     fn trace(&self, user: &UserId, message: &MessageId) -> Result<Option<TraceEntry>, StoreError> {
-        self.find_trace(user, message)?.map(|(_, v)| parse(&v)).transpose()
+        self.find_trace(user, message)?.map(|(_, v)| codec::decode(&v)).transpose()
     }
 
     fn traces(&self, user: &UserId, limit: usize) -> Result<Vec<TraceEntry>, StoreError> {
         let mut out = Vec::new();
         for item in self.traces.prefix(trace_prefix(user)).rev().take(limit) {
             let (_, v) = item.into_inner().map_err(err)?;
-            out.push(parse(&v)?);
+            out.push(codec::decode(&v)?);
         }
         Ok(out)
     }
@@ -605,7 +603,7 @@ impl EmbeddedStore {
         // the process in the embedded fan-out, and could not find anything.
         if !known_new {
             if let Some((seq, _)) = self.find_trace(user, &entry.message_id)? {
-                batch.insert(&self.traces, trace_key(user, seq), json(entry)?);
+                batch.insert(&self.traces, trace_key(user, seq), codec::encode(entry)?);
                 return Ok(());
             }
         }
@@ -613,7 +611,7 @@ impl EmbeddedStore {
         // range scans per new trace was a quarter of pushd's CPU in an embedded-store fan-out
         // (an LSM range scan merges every table). The user's counters are one point read.
         let TraceCounters { mut first, next } = self.trace_counters(user)?;
-        batch.insert(&self.traces, trace_key(user, next), json(entry)?);
+        batch.insert(&self.traces, trace_key(user, next), codec::encode(entry)?);
         let next = next + 1;
         // Keep the newest `keep`: sequence numbers only grow and entries leave from the oldest
         // end (here or by the sweep), so at most `next - first` entries exist. Removing one

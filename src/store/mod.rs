@@ -15,6 +15,7 @@
 //! message and every push it made got a final vendor answer. [`Store::pending`] lists what a
 //! restart must replay.
 
+mod codec;
 pub mod embedded;
 pub mod journal;
 pub mod memory;

@@ -807,14 +807,14 @@ fn a_one_to_one_message_with_the_mark_of_an_earlier_version_replays_and_complete
 }
 
 #[test]
-fn the_trace_index_of_an_earlier_version_is_ignored_and_swept() {
+fn traces_of_an_earlier_version_are_read_replaced_evicted_and_swept() {
     let (store, _dir) = embedded_fixture();
     let bob = uid("bob");
     for i in 1..=3 {
-        store.upsert_trace(&bob, &trace_entry(&format!("m{i}"), 100 + i, "push"), 3).unwrap();
-        store.add_legacy_trace_index(&bob, &mid(&format!("m{i}")), i as u64 - 1);
+        store.add_legacy_trace(&bob, i as u64 - 1, &trace_entry(&format!("m{i}"), 100 + i, "push"));
     }
-    // Replacing, evicting and finding go by the entries themselves.
+    assert_eq!(trace_ids(&store, "bob", 10), ["m3", "m2", "m1"]);
+    // Replacing, evicting and finding go by the entries themselves, JSON or not.
     store.upsert_trace(&bob, &trace_entry("m2", 110, "acked"), 3).unwrap();
     store.upsert_trace(&bob, &trace_entry("m4", 111, "push"), 3).unwrap();
     assert_eq!(trace_ids(&store, "bob", 10), ["m4", "m3", "m2"]);
