@@ -97,9 +97,31 @@ pub fn install() -> PrometheusHandle {
             // still renders what it sees through the handle, and that is fine for tests.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            start_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets.
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The name of the thread that does it.
+pub const UPKEEP_THREAD: &str = "pushd-metrics";
+
+/// Folds recorded histogram samples into their buckets every [`UPKEEP_INTERVAL`], for the life
+/// of the process. The exporter keeps every sample until then (three per push); without this
+/// only a scrape of `/metrics` did it. Measured (load harness, issue 6): with nobody scraping,
+/// the samples of every push since the start stayed in memory, about 24 MB per million pushes.
+fn start_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name(UPKEEP_THREAD.into()).spawn(move || loop {
+        std::thread::sleep(UPKEEP_INTERVAL);
+        handle.run_upkeep();
+    });
+    if let Err(e) = spawned {
+        // Scrapes still fold the samples; only the memory between scrapes is at stake.
+        tracing::error!(error = %e, "metrics upkeep thread not started");
+    }
 }
 
 fn describe() {
@@ -142,4 +164,24 @@ pub fn render_process(usage: &Usage) -> String {
          # TYPE {PROCESS_START_TIME} gauge\n\
          {PROCESS_START_TIME} {start_time_seconds}\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{install, UPKEEP_THREAD};
+
+    fn threads_named(name: &str) -> usize {
+        let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == name)
+            .count()
+    }
+
+    #[test]
+    fn installing_the_recorder_starts_one_upkeep_thread_however_often_it_is_called() {
+        install();
+        install();
+        assert_eq!(threads_named(UPKEEP_THREAD), 1);
+    }
 }
