@@ -182,6 +182,11 @@ mod tests {
     fn installing_the_recorder_starts_one_upkeep_thread_however_often_it_is_called() {
         install();
         install();
+        // A new thread names itself once it runs: wait (bounded) until the kernel shows it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while threads_named(UPKEEP_THREAD) == 0 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         assert_eq!(threads_named(UPKEEP_THREAD), 1);
     }
 }
