@@ -157,8 +157,9 @@ impl EmbeddedStore {
     /// A scan, newest first, of at most `sessions.trace_per_user` entries: no per-message index
     /// is kept. Measured (load harness, issue 6): the index was a write per push, and evicting
     /// an entry read it and its entry back (two point reads and a removal per push once a user
-    /// has `trace_per_user` entries). Only the API, replays and the Matrix gateway's answer
-    /// look a trace up by message, the last among the newest entries.
+    /// has `trace_per_user` entries). Only the API, replays and the Matrix gateway look a trace
+    /// up by message: the gateway at its send (a miss: every entry of the pushkey's user is
+    /// read, each only as far as its message id) and at the answer (the newest entry).
     fn find_trace(&self, user: &UserId, message: &MessageId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         for item in self.traces.prefix(trace_prefix(user)).rev() {
             let (k, v) = item.into_inner().map_err(err)?;
