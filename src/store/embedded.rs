@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::codec;
 use super::journal::{SyncMode, Syncer};
+use super::reaper::Reaper;
 use super::{Durable, Finish, Intake, PresenceRecord, Recipients, Store, StoreError, Swept};
 use crate::model::{
     ChatSettings, ConversationId, CredentialName, Device, DeviceId, Message, MessageId, Timestamp, Token, UserId,
@@ -74,6 +75,9 @@ pub struct EmbeddedStore {
     /// Trace writes of one user are serialised (by user hash) around their counters.
     trace_locks: [Mutex<()>; TRACE_LOCKS],
     syncer: Syncer,
+    /// Frees flushed memtables off the store's locks (`reaper.rs`); set once all keyspaces are
+    /// open.
+    reaper: Option<Reaper>,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -97,7 +101,7 @@ fn millis(bytes: &[u8]) -> i64 {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store in `dir` and starts its sync thread.
+    /// Opens (or creates) the store in `dir` and starts its sync and memtable threads.
     pub fn open(dir: &Path, mode: SyncMode, interval: Duration) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
         // The database's own flag governs write batches (a `write` system call per commit
@@ -116,7 +120,7 @@ impl EmbeddedStore {
         };
         let ks = |name: &str| sized(name, MEMTABLE_BYTES);
         let per_message = |name: &str| sized(name, MESSAGE_MEMTABLE_BYTES);
-        Ok(Self {
+        let mut store = Self {
             devices: ks("devices")?,
             tokens: ks("tokens")?,
             presence: ks("presence")?,
@@ -131,8 +135,27 @@ impl EmbeddedStore {
             intake: Mutex::new(()),
             trace_locks: Default::default(),
             syncer: Syncer::start(db.clone(), dir, mode, interval),
+            reaper: None,
             db,
-        })
+        };
+        store.reaper = Some(Reaper::start(store.keyspaces().into_iter().cloned().collect()));
+        Ok(store)
+    }
+
+    fn keyspaces(&self) -> [&Keyspace; 11] {
+        [
+            &self.devices,
+            &self.tokens,
+            &self.presence,
+            &self.settings,
+            &self.conversations,
+            &self.badges,
+            &self.journal,
+            &self.accepted,
+            &self.pushed,
+            &self.traces,
+            &self.templates,
+        ]
     }
 
     fn prefix_values<T: DeserializeOwned>(ks: &Keyspace, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, StoreError> {

@@ -19,6 +19,7 @@ mod codec;
 pub mod embedded;
 pub mod journal;
 pub mod memory;
+mod reaper;
 
 use std::future::Future;
 use std::pin::Pin;
