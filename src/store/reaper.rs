@@ -78,7 +78,9 @@ impl Drop for Reaper {
 /// Nice 10 for this thread: a free yields the cores to the HTTP workers and arbiters, and runs
 /// in the time they leave (measured, same hour, two runs each: half-rate p99 7.9–15.5 ms
 /// (`commit`) and 5.6–6.9 ms (`interval`) against 14.7–17.0 and 8.8–14.0 ms at normal priority,
-/// same throughput and memory). A thread may always lower its own priority.
+/// same throughput and memory). It still gets its share on saturated cores: at the fan-out's
+/// maximum rate a free took 120–160 ms of wall time (46–98 ms at half rate, `RUST_LOG` debug
+/// lines below), for one memtable every 2–3 s. A thread may always lower its own priority.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
