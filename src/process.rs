@@ -1,8 +1,9 @@
 //! What the current process costs: CPU time, resident memory, start time, read from Linux's
 //! `/proc`. Served as the standard Prometheus `process_*` metrics on pushd's `/metrics` and as
 //! `GET /mock/process` on the mock control server, so the load harness can measure a pushd and
-//! mocks that run in other processes. Not here: other processes, per-thread figures, and any
-//! platform without `/proc` (there [`Usage::read`] answers `None`).
+//! mocks that run in other processes. [`threads`] reads the same per thread (the harness splits
+//! CPU by thread name; tests look for a thread). Not here: other processes, and any platform
+//! without `/proc` (there [`Usage::read`] answers `None` and [`threads`] nothing).
 
 use std::path::Path;
 
@@ -36,20 +37,58 @@ impl Usage {
     }
 }
 
+/// One thread of the current process, as `/proc/self/task/<tid>/stat` reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadUsage {
+    /// The thread's name (`comm`: at most 15 bytes).
+    pub name: String,
+    /// User plus system CPU time of this thread, seconds (10 ms resolution).
+    pub cpu_seconds: f64,
+    /// Its nice level (-20 to 19).
+    pub nice: i64,
+}
+
+/// Every thread of the current process that could be read; empty without `/proc`.
+pub fn threads() -> Vec<ThreadUsage> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    tasks.flatten().filter_map(|task| parse_thread(&read(&task.path().join("stat"))?)).collect()
+}
+
 fn read(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
 
+/// `pid (comm) state ppid …`: comm may hold spaces and parentheses, so the fields after it start
+/// after the *last* ')'. Returns the text before that ')' and the fields after it.
+fn stat_fields(stat: &str) -> Option<(&str, Vec<&str>)> {
+    let (head, tail) = stat.rsplit_once(')')?;
+    Some((head, tail.split_whitespace().collect()))
+}
+
+/// Field `n` of a stat line as proc(5) numbers them, from 1 (state, the first after the name,
+/// is 3), parsed.
+fn field<T: std::str::FromStr>(fields: &[&str], n: usize) -> Option<T> {
+    fields.get(n.checked_sub(3)?)?.parse().ok()
+}
+
+/// Builds a [`ThreadUsage`] from the text of `/proc/self/task/<tid>/stat`: utime is field 14,
+/// stime 15, nice 19.
+fn parse_thread(stat: &str) -> Option<ThreadUsage> {
+    let (head, fields) = stat_fields(stat)?;
+    let (utime, stime): (u64, u64) = (field(&fields, 14)?, field(&fields, 15)?);
+    Some(ThreadUsage {
+        name: head.split_once(" (")?.1.to_owned(),
+        cpu_seconds: (utime + stime) as f64 / USER_HZ,
+        nice: field(&fields, 19)?,
+    })
+}
+
 /// Builds a [`Usage`] from the texts of `/proc/self/stat`, `/proc/self/status` and `/proc/stat`.
 fn parse(stat: &str, status: &str, system: &str) -> Option<Usage> {
-    // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so the fields after it
-    // start after the *last* ')'. proc(5) numbers fields from 1: state is 3, utime 14, stime 15,
-    // starttime 22.
-    let (head, tail) = stat.rsplit_once(')')?;
+    // utime is field 14, stime 15, starttime 22.
+    let (head, fields) = stat_fields(stat)?;
     let pid: u32 = head.split_once(" (")?.0.trim().parse().ok()?;
-    let fields: Vec<&str> = tail.split_whitespace().collect();
-    let field = |n: usize| -> Option<u64> { fields.get(n.checked_sub(3)?)?.parse().ok() };
-    let (utime, stime, starttime) = (field(14)?, field(15)?, field(22)?);
+    let (utime, stime, starttime): (u64, u64, u64) = (field(&fields, 14)?, field(&fields, 15)?, field(&fields, 22)?);
 
     let rss_kib: u64 =
         status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().strip_suffix("kB")?.trim().parse().ok()?;
@@ -105,6 +144,24 @@ mod tests {
         assert_eq!((usage.pid, usage.rss_bytes), (4242, 2048 * 1024));
         assert!((usage.cpu_seconds - 3.25).abs() < 1e-9, "{usage:?}");
         assert!((usage.start_time_seconds - 1_700_001_234.56).abs() < 1e-6, "{usage:?}");
+    }
+
+    #[test]
+    fn a_thread_reads_with_its_name_cpu_and_nice_level() {
+        let stat = "4243 (pushd (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 30 10 3 0 123456";
+
+        let thread = parse_thread(stat).expect("parses");
+
+        assert_eq!((thread.name.as_str(), thread.nice), ("pushd (x) y", 10));
+        assert!((thread.cpu_seconds - 3.25).abs() < 1e-9, "{thread:?}");
+        assert_eq!(parse_thread("4243 (x) S 1"), None);
+    }
+
+    #[test]
+    fn this_process_threads_are_listed() {
+        let threads = threads();
+        assert!(!threads.is_empty(), "a running process has a thread");
+        assert!(threads.iter().all(|t| (-20..=19).contains(&t.nice)), "{threads:?}");
     }
 
     #[test]

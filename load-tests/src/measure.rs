@@ -24,21 +24,11 @@ pub struct Cpu {
 impl Cpu {
     pub fn now() -> Self {
         let mut cpu = Cpu::default();
-        // Linux reports thread CPU in clock ticks of USER_HZ, 100 on every mainstream build.
-        const TICKS: f64 = 100.0;
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return cpu };
-        for task in tasks.flatten() {
-            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-            // `pid (comm) state ppid …`: comm may hold spaces, so split at the last ')'.
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-            let comm = &stat[open + 1..close];
-            let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-            // Fields 14 and 15 (utime, stime) are at 11 and 12 after the state field.
-            let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
-            let secs = ticks / TICKS;
-            if comm.starts_with("mock") {
+        for thread in pushd::process::threads() {
+            let secs = thread.cpu_seconds;
+            if thread.name.starts_with("mock") {
                 cpu.mock += secs;
-            } else if comm.starts_with("load") {
+            } else if thread.name.starts_with("load") {
                 cpu.load += secs;
             } else {
                 cpu.pushd += secs;

@@ -169,19 +169,6 @@ mod tests {
     /// The nice level of every thread of this process named like the reaper.
     #[cfg(target_os = "linux")]
     fn reaper_nice_levels() -> Vec<i64> {
-        let mut levels = Vec::new();
-        for task in std::fs::read_dir("/proc/self/task").expect("tasks").flatten() {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if comm.trim() != "pushd-memtables" {
-                continue;
-            }
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            // Fields after the command's closing parenthesis: state is the first, nice the 17th.
-            let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or_default();
-            if let Some(nice) = after.split(' ').nth(16).and_then(|n| n.parse().ok()) {
-                levels.push(nice);
-            }
-        }
-        levels
+        crate::process::threads().into_iter().filter(|t| t.name == "pushd-memtables").map(|t| t.nice).collect()
     }
 }
